@@ -1,0 +1,48 @@
+# The README's two commands: `make demo` (main job) and `make test` (the tests).
+# Both install what is missing: a Python 3.11 virtualenv with the project, the Kafka
+# broker jars (Maven Central, cached under .cache/), and Debian tools the tests use.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install sysdeps demo test lint typecheck unit integration bench kafka clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+sysdeps:
+	@bash deploy/install-system-deps.sh
+
+demo: install
+	$(BIN)/nurture demo
+
+lint: install
+	$(BIN)/ruff check stream topics tests
+	$(BIN)/ruff format --check stream topics tests
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit -q
+
+integration: install sysdeps
+	$(BIN)/pytest tests/integration tests/reliability -q
+
+test: install sysdeps lint typecheck
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/pytest tests/bench -q -s -m bench -p no:cacheprovider
+
+kafka: install
+	$(BIN)/nurture kafka
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

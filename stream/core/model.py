@@ -1,0 +1,130 @@
+"""The core's input and output types: the seam between the pure engine and everything else.
+
+Times inside the core are event time as integer epoch milliseconds. Nothing here reads a clock.
+The runtime (Kafka worker) and replay both build :class:`Event` / :class:`TimerFired` values and
+call ``stream.core.engine.step``; both serialise :class:`Transition` / :class:`Action` with
+``to_record()`` into the contract shapes of DESIGN.md section 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+
+
+def ms_to_rfc3339(ms: int) -> str:
+    """Render epoch milliseconds as RFC 3339 UTC (``2026-11-20T10:00:00Z``, ms kept if non-zero)."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    if ms % 1000:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_to_ms(text: str) -> int:
+    """Parse an RFC 3339 timestamp with offset into epoch milliseconds. Raises ValueError."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no UTC offset")
+    return int(round(dt.timestamp() * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated contract event (see topics.events for the wire model)."""
+
+    event_id: str
+    type: str
+    lead_id: str
+    at: int  # occurred_at, epoch ms, event time
+    account_id: str | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A pending timer of the lead has come due. ``at`` is the timer's due time (event time)."""
+
+    lead_id: str
+    timer_id: str
+    at: int
+
+
+Input = Event | TimerFired
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Timer:
+    """A durable per-lead timer. ``timer_id`` is unique per lead for the life of the lead."""
+
+    due: int  # epoch ms, event time
+    timer_id: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    lead_id: str
+    from_program: str | None
+    from_state: str | None
+    to_program: str
+    to_state: str | None
+    reason: str
+    signals: Mapping[str, Any]
+    caused_by: str
+    at: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "lead_id": self.lead_id,
+            "from_program": self.from_program,
+            "from_state": self.from_state,
+            "to_program": self.to_program,
+            "to_state": self.to_state,
+            "reason": self.reason,
+            "signals": dict(self.signals),
+            "caused_by": self.caused_by,
+            "at": ms_to_rfc3339(self.at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """An action for downstream consumers. ``type`` is send|handoff|enroll|exit|suppress|skipped.
+
+    ``skipped`` actions record a send that was withheld; ``skip_reason`` says why
+    (``frequency_cap``, ``unsubscribed``, ``holdout``, ...). Senders must only act on ``send``.
+    """
+
+    action_id: str
+    lead_id: str
+    type: str
+    channel: str
+    program: str
+    template: str | None
+    reason: str
+    context: Mapping[str, Any]
+    caused_by: str
+    at: int
+    skip_reason: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "action_id": self.action_id,
+            "lead_id": self.lead_id,
+            "type": self.type,
+            "channel": self.channel,
+            "program": self.program,
+            "template": self.template,
+            "reason": self.reason,
+            "context": dict(self.context),
+            "caused_by": self.caused_by,
+            "at": ms_to_rfc3339(self.at),
+        }
+        if self.skip_reason is not None:
+            record["skip_reason"] = self.skip_reason
+        return record
