@@ -43,7 +43,8 @@ class Settings(BaseSettings):
             host, sep, port = item.strip().rpartition(":")
             if not sep or not host or not port.isdigit():
                 raise ValueError(
-                    f"{item!r} is not host:port; set NURTURE_KAFKA_BOOTSTRAP_SERVERS=host:9092[,host2:9092]"
+                    f"{item!r} is not host:port; "
+                    "set NURTURE_KAFKA_BOOTSTRAP_SERVERS=host:9092[,host2:9092]"
                 )
         return value
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 
 
 def ms_to_rfc3339(ms: int) -> str:
@@ -30,7 +32,7 @@ def rfc3339_to_ms(text: str) -> int:
     dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if dt.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset")
-    return int(round(dt.timestamp() * 1000))
+    return (dt - _EPOCH) // _ONE_MS
 
 
 @dataclass(frozen=True, slots=True)
