@@ -1,0 +1,151 @@
+"""Input events: the envelope and the v1 event types with their properties (DESIGN.md section 2).
+
+These pydantic models are the contract and the JSON Schema source. The worker's hot path validates
+with :mod:`topics.parse`, which applies the same property models in strict mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Properties(BaseModel):
+    """Base for per-type properties: strict JSON types, unknown keys kept (forward compatible)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
+class NoProperties(Properties):
+    """Types that carry no properties of their own."""
+
+
+# --- CRM --------------------------------------------------------------------------------------
+class LeadProfile(Properties):
+    company_size: int | None = Field(None, ge=0, description="employees")
+    industry: str | None = None
+    country: str | None = None
+    tech_stack: list[str] | None = None
+    source: str | None = None
+    title: str | None = None
+
+
+class SubscriptionConverted(Properties):
+    plan: str | None = None
+    seats_limit: float | None = Field(None, ge=0)
+    api_calls_limit: float | None = Field(None, ge=0)
+    data_volume_limit: float | None = Field(None, ge=0)
+
+
+class SubscriptionUpgraded(Properties):
+    plan: str | None = None
+    limits: dict[str, float] | None = Field(
+        None, description="new limits by metric, e.g. {'seats': 50}"
+    )
+
+
+class TicketOpened(Properties):
+    severity: str | None = None
+
+
+class NpsSubmitted(Properties):
+    score: int = Field(ge=0, le=10)
+
+
+class BillingStatusChanged(Properties):
+    status: str
+
+
+# --- product ----------------------------------------------------------------------------------
+class FeatureUsed(Properties):
+    feature: str = Field(min_length=1)
+
+
+class PageViewed(Properties):
+    page: str = Field(
+        min_length=1,
+        description="pricing | comparison | alternatives | case_study | roi_calculator | ...",
+    )
+
+
+class ContentDownloaded(Properties):
+    content: str = Field(min_length=1, description="case_study | comparison | whitepaper | ...")
+
+
+class UpgradeCtaClicked(Properties):
+    tier: str | None = None
+
+
+UsageMetric = Literal["seats", "api_calls", "data_volume", "records", "integrations"]
+
+
+class UsageReported(Properties):
+    metric: UsageMetric
+    value: float = Field(ge=0)
+    limit: float | None = Field(None, ge=0)
+
+
+# --- email ------------------------------------------------------------------------------------
+class EmailSent(Properties):
+    action_id: str | None = None
+    template: str | None = None
+
+
+class EmailReplied(Properties):
+    intent: Literal["demo_request", "positive", "negative", "other"] = "other"
+
+
+class EmailBounced(Properties):
+    hard: bool = False
+
+
+Source = Literal["crm", "product", "email"]
+
+#: event type -> (source system, properties model)
+EVENT_TYPES: dict[str, tuple[Source, type[Properties]]] = {
+    "lead.created": ("crm", LeadProfile),
+    "lead.updated": ("crm", LeadProfile),
+    "sales.contacted": ("crm", NoProperties),
+    "opportunity.created": ("crm", NoProperties),
+    "subscription.converted": ("crm", SubscriptionConverted),
+    "subscription.upgraded": ("crm", SubscriptionUpgraded),
+    "expansion.requested": ("crm", NoProperties),
+    "support.ticket_opened": ("crm", TicketOpened),
+    "nps.submitted": ("crm", NpsSubmitted),
+    "billing.status_changed": ("crm", BillingStatusChanged),
+    "trial.started": ("product", NoProperties),
+    "session.started": ("product", NoProperties),
+    "feature.used": ("product", FeatureUsed),
+    "activation.completed": ("product", NoProperties),
+    "page.viewed": ("product", PageViewed),
+    "content.downloaded": ("product", ContentDownloaded),
+    "roi_calculator.completed": ("product", NoProperties),
+    "upgrade_cta.clicked": ("product", UpgradeCtaClicked),
+    "usage.reported": ("product", UsageReported),
+    "email.sent": ("email", EmailSent),
+    "email.opened": ("email", NoProperties),
+    "email.clicked": ("email", NoProperties),
+    "email.replied": ("email", EmailReplied),
+    "email.bounced": ("email", EmailBounced),
+    "email.unsubscribed": ("email", NoProperties),
+    "walkthrough.booked": ("email", NoProperties),
+}
+
+
+class EventEnvelope(BaseModel):
+    """Every input message. ``event_id`` is the idempotency key; ``occurred_at`` is event time."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    event_id: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=100, description="one of the v1 event types")
+    lead_id: str = Field(min_length=1, max_length=200, description="also the Kafka message key")
+    account_id: str | None = Field(None, max_length=200)
+    occurred_at: AwareDatetime = Field(description="RFC 3339 with offset; event time")
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+def source_of(event_type: str) -> Source:
+    """Which system (and so which input topic) an event type comes from."""
+    return EVENT_TYPES[event_type][0]

@@ -1,0 +1,145 @@
+"""The boundary: raw Kafka bytes -> a validated core :class:`~stream.core.model.Event`.
+
+This is the worker's hot path, so it checks the envelope by hand after ``orjson.loads`` (about
+3 us) and validates properties with the contract's pydantic models in strict mode only for the
+types that carry properties. It accepts exactly what :class:`topics.events.EventEnvelope` plus the
+per-type models accept (a test holds the two together). A rejected message raises
+:class:`InvalidEvent` with a short machine ``reason`` and a human ``detail``; the caller sends it
+to the dead-letter topic with :func:`dead_letter_record`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from stream.core.model import Event, rfc3339_to_ms
+from topics.events import EVENT_TYPES, NoProperties
+
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_ID_LENGTH = 200
+_REQUIRED = ("event_id", "type", "lead_id", "occurred_at")
+# RFC 3339 date-time with a mandatory offset (Z or +hh:mm); fractional seconds optional.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class InvalidEvent(ValueError):
+    """A message that cannot be processed. ``reason`` is a stable code, ``detail`` explains."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _require_str(doc: dict[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if value is None:
+        raise InvalidEvent(f"missing_field:{name}", f"required field {name!r} is missing")
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"bad_field:{name}", f"{name!r} must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH and name != "occurred_at":
+        raise InvalidEvent(f"bad_field:{name}", f"{name!r} is longer than {MAX_ID_LENGTH}")
+    return value
+
+
+def _parse_time(text: str) -> int:
+    if not _RFC3339.match(text):
+        raise InvalidEvent(
+            "bad_occurred_at", f"occurred_at {text[:64]!r} is not RFC 3339 with an offset"
+        )
+    try:
+        return rfc3339_to_ms(text)
+    except ValueError as exc:
+        raise InvalidEvent("bad_occurred_at", f"occurred_at {text[:64]!r}: {exc}") from None
+
+
+def _check_properties(event_type: str, props: Any) -> dict[str, Any]:
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        raise InvalidEvent(f"bad_properties:{event_type}", "properties must be a JSON object")
+    model = EVENT_TYPES[event_type][1]
+    if model is not NoProperties:
+        try:
+            model.__pydantic_validator__.validate_python(props)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "properties"
+            raise InvalidEvent(
+                f"bad_properties:{event_type}", f"properties.{where}: {first['msg']}"
+            ) from None
+    return props
+
+
+def parse_event(raw: bytes, key: bytes | None = None, *, key_required: bool = False) -> Event:
+    """Validate one message. ``key`` (if given) must equal ``lead_id``; a missing key is
+    rejected only when ``key_required`` (the worker requires it, replay has no keys)."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidEvent("too_large", f"{len(raw)} bytes, limit {MAX_MESSAGE_BYTES}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("invalid_json", str(exc)[:200]) from None
+    if not isinstance(doc, dict):
+        raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
+    event_id, event_type, lead_id, occurred_at = (_require_str(doc, f) for f in _REQUIRED)
+    if event_type not in EVENT_TYPES:
+        raise InvalidEvent("unknown_type", f"event type {event_type[:100]!r} is not in v1")
+    at = _parse_time(occurred_at)
+    account_id = doc.get("account_id")
+    if account_id is not None and (not isinstance(account_id, str) or len(account_id) > 200):
+        raise InvalidEvent("bad_field:account_id", "account_id must be a string or null")
+    props = _check_properties(event_type, doc.get("properties"))
+    if key is None:
+        if key_required:
+            raise InvalidEvent("missing_key", "message has no key; producers key by lead_id")
+    elif key != lead_id.encode():
+        raise InvalidEvent(
+            "key_mismatch", f"message key {key[:80]!r} differs from lead_id {lead_id[:80]!r}"
+        )
+    return Event(
+        event_id=event_id,
+        type=event_type,
+        lead_id=lead_id,
+        at=at,
+        account_id=account_id,
+        properties=props,
+    )
+
+
+def dead_letter_record(
+    raw: bytes,
+    key: bytes | None,
+    reason: str,
+    detail: str = "",
+    *,
+    topic: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    at: str | None = None,
+) -> bytes:
+    """The JSON value written to ``nurture.dead-letter`` (see topics.outputs.DeadLetterRecord)."""
+    try:
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    record: dict[str, Any] = {
+        "reason": reason,
+        "detail": detail,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": base64.b64encode(key).decode() if key is not None else None,
+        "original": base64.b64encode(raw).decode(),
+        "original_text": text,
+    }
+    if at is not None:
+        record["dead_lettered_at"] = at
+    return orjson.dumps(record)
