@@ -1,0 +1,338 @@
+"""Pipeline contribution report: a pure accumulator over contract transition and action records.
+
+Feed it the dicts of ``Transition.to_record()`` / ``Action.to_record()`` (live from the worker,
+or from a replay), then call :meth:`PipelineReport.to_dict`. No I/O, no clock.
+
+Definitions (what every figure means)
+-------------------------------------
+*Entry*: a transition whose ``to_program`` is a structured program (``mql_nurture``,
+``trial_nurture``, ``re_engagement``, ``expansion_nurture``) and whose ``from_program`` differs
+from it (a state change inside a program, such as a trial checkpoint, is not an entry; a
+re-entry after leaving is a new entry). Its *cohort* is the ISO week of its ``at``
+(``2026-W47``), its *ICP tier* is ``signals["icp_tier"]`` (``unknown`` if absent) and its
+*group* is ``holdout`` when ``signals["holdout"]`` is true, else ``nurtured``.
+
+*Opportunity*: a transition with ``reason == "crm.opportunity_created"`` (a sales-accepted
+opportunity, from the CRM's ``opportunity.created``).
+
+*Attribution (chosen rule: every preceding entry)*: an opportunity is attributed to **each**
+entry of the same lead with ``entry.at <= opportunity.at``. Each entry converts at most once:
+its opportunity is the lead's first opportunity at or after the entry, and its
+time-to-opportunity is ``opportunity.at - entry.at``. So a lead that went ``trial_nurture`` ->
+``re_engagement`` -> opportunity counts as converted in both programs; figures are therefore
+never summed across programs (the report never blends programs, cohorts or tiers).
+
+*Contribution rate*: converted entries / entries, per program x cohort x tier x group.
+*Time-to-opportunity*: median and p90 in days over the converted entries, percentiles by linear
+interpolation between closest ranks (numpy's default; the median of an even count is the mean
+of the middle two). *Lift* (per program x cohort x tier): nurtured minus holdout contribution
+rate (``rate_points``), the relative lift ``nurtured / holdout - 1`` (``None`` when the holdout
+rate is 0), and ``median_days_saved`` = holdout median minus nurtured median.
+
+*Nurture path attribution*: for each email template (actions ``type == "send"``,
+``channel == "email"``), per program of the send and per ICP tier of the lead's latest entry
+into that program before the send: *receivers* are the leads sent the template (first send
+counts, window starts there), *non-receivers* are the nurtured (non-holdout) leads who entered
+that program and were never sent the template (window starts at their first entry into it).
+A lead converts when it has an opportunity inside ``[start, start + window_days]``
+(90 days by default). Windows still open at the end of the data are counted as they stand.
+
+Live series: built with ``metrics=Metrics(...)`` the report also increments the
+``nurture_pipeline_*`` counters and histogram as entries, conversions and sends arrive (records
+of one lead must then arrive in event-time order, which holds per Kafka partition).
+:meth:`to_dict` itself recomputes from the stored facts and does not depend on arrival order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from stream.core.model import DAY_MS, rfc3339_to_ms
+
+if TYPE_CHECKING:
+    from stream.metrics import Metrics
+
+STRUCTURED_PROGRAMS: frozenset[str] = frozenset(
+    {"mql_nurture", "trial_nurture", "re_engagement", "expansion_nurture"}
+)
+OPPORTUNITY_REASON = "crm.opportunity_created"
+DEFAULT_WINDOW_DAYS = 90
+GROUPS: tuple[str, str] = ("nurtured", "holdout")
+_ROUND = 6
+
+
+def iso_week(ms: int) -> str:
+    """ISO week of an epoch-ms instant in UTC, as ``YYYY-Www``."""
+    year, week, _ = datetime.fromtimestamp(ms / 1000, tz=UTC).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy ``linear``); ``values`` non-empty."""
+    data = sorted(values)
+    pos = (len(data) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, _ROUND)
+
+
+def _at(record: Mapping[str, Any]) -> int:
+    at = record["at"]
+    return at if isinstance(at, int) else rfc3339_to_ms(str(at))
+
+
+@dataclass(slots=True)
+class _Entry:
+    program: str
+    at: int
+    cohort: str
+    tier: str
+    group: str
+    converted: bool = False  # live bookkeeping for the metrics only
+
+
+@dataclass(slots=True)
+class _Lead:
+    entries: list[_Entry] = field(default_factory=list)
+    opportunities: list[int] = field(default_factory=list)
+    # (program, template) -> first send time
+    sends: dict[tuple[str, str], int] = field(default_factory=dict)
+    credited_sends: set[tuple[str, str]] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Cell:
+    entries: int = 0
+    days: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        conv = len(self.days)
+        return {
+            "entries": self.entries,
+            "opportunities": conv,
+            "contribution_rate": _r(conv / self.entries) if self.entries else None,
+            "time_to_opportunity_days": {
+                "median": _r(quantile(self.days, 0.5)) if self.days else None,
+                "p90": _r(quantile(self.days, 0.9)) if self.days else None,
+            },
+        }
+
+
+class PipelineReport:
+    """Accumulates transition and action records; :meth:`to_dict` renders the report."""
+
+    def __init__(
+        self, *, window_days: int = DEFAULT_WINDOW_DAYS, metrics: Metrics | None = None
+    ) -> None:
+        self.window_days = window_days
+        self.metrics = metrics
+        self._leads: dict[str, _Lead] = {}
+        self.transitions_seen = 0
+        self.actions_seen = 0
+
+    # --- feeding ----------------------------------------------------------------------------
+    def _lead(self, lead_id: str) -> _Lead:
+        lead = self._leads.get(lead_id)
+        if lead is None:
+            lead = self._leads[lead_id] = _Lead()
+        return lead
+
+    def add_transition(self, record: Mapping[str, Any]) -> None:
+        self.transitions_seen += 1
+        to_program = record["to_program"]
+        if to_program in STRUCTURED_PROGRAMS and record.get("from_program") != to_program:
+            signals = record.get("signals") or {}
+            at = _at(record)
+            entry = _Entry(
+                program=to_program,
+                at=at,
+                cohort=iso_week(at),
+                tier=str(signals.get("icp_tier") or "unknown"),
+                group="holdout" if signals.get("holdout") is True else "nurtured",
+            )
+            self._lead(record["lead_id"]).entries.append(entry)
+            if self.metrics is not None:
+                self.metrics.pipeline_entry(entry.program, entry.cohort, entry.tier, entry.group)
+        if record.get("reason") == OPPORTUNITY_REASON:
+            at = _at(record)
+            lead = self._lead(record["lead_id"])
+            lead.opportunities.append(at)
+            if self.metrics is not None:
+                self._live_opportunity(lead, at)
+
+    def add_action(self, record: Mapping[str, Any]) -> None:
+        self.actions_seen += 1
+        template = record.get("template")
+        if record.get("type") != "send" or record.get("channel") != "email" or not template:
+            return
+        key = (str(record["program"]), str(template))
+        lead = self._lead(record["lead_id"])
+        at = _at(record)
+        first = lead.sends.get(key)
+        if first is None or at < first:
+            lead.sends[key] = at
+            if first is None and self.metrics is not None:
+                self.metrics.pipeline_template_sent(*key)
+
+    def add_transitions(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            self.add_transition(record)
+
+    def add_actions(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for record in records:
+            self.add_action(record)
+
+    def _live_opportunity(self, lead: _Lead, at: int) -> None:
+        assert self.metrics is not None
+        for e in lead.entries:
+            if not e.converted and e.at <= at:
+                e.converted = True
+                seconds = (at - e.at) / 1000
+                self.metrics.pipeline_opportunity(e.program, e.cohort, e.tier, e.group, seconds)
+        window = self.window_days * DAY_MS
+        for key, sent in lead.sends.items():
+            if key not in lead.credited_sends and sent <= at <= sent + window:
+                lead.credited_sends.add(key)
+                self.metrics.pipeline_template_opportunity(*key)
+
+    # --- rendering --------------------------------------------------------------------------
+    def _cells(self) -> dict[tuple[str, str, str, str], _Cell]:
+        cells: dict[tuple[str, str, str, str], _Cell] = {}
+        for lead in self._leads.values():
+            opps = sorted(lead.opportunities)
+            for e in lead.entries:
+                cell = cells.setdefault((e.program, e.cohort, e.tier, e.group), _Cell())
+                cell.entries += 1
+                first = next((o for o in opps if o >= e.at), None)
+                if first is not None:
+                    cell.days.append((first - e.at) / DAY_MS)
+        return cells
+
+    def _programs(self) -> dict[str, Any]:
+        cells = self._cells()
+        keys = sorted({(p, c, t) for p, c, t, _ in cells})
+        out: dict[str, Any] = {}
+        for program, cohort, tier in keys:
+            groups = {g: cells.get((program, cohort, tier, g), _Cell()).summary() for g in GROUPS}
+            n, h = groups["nurtured"], groups["holdout"]
+            lift: dict[str, Any] = {"rate_points": None, "relative": None}
+            if n["contribution_rate"] is not None and h["contribution_rate"] is not None:
+                lift["rate_points"] = _r(n["contribution_rate"] - h["contribution_rate"])
+                if h["contribution_rate"] > 0:
+                    lift["relative"] = _r(n["contribution_rate"] / h["contribution_rate"] - 1)
+            nm = n["time_to_opportunity_days"]["median"]
+            hm = h["time_to_opportunity_days"]["median"]
+            lift["median_days_saved"] = _r(hm - nm) if nm is not None and hm is not None else None
+            program_out = out.setdefault(program, {})
+            program_out.setdefault(cohort, {})[tier] = {**groups, "lift": lift}
+        return out
+
+    def _templates(self) -> dict[str, Any]:
+        window = self.window_days * DAY_MS
+        # program -> template -> tier -> [receivers, receivers_converted, others, others_conv]
+        counts: dict[str, dict[str, dict[str, list[int]]]] = {}
+        templates_by_program: dict[str, set[str]] = {}
+        for lead in self._leads.values():
+            for program, template in lead.sends:
+                templates_by_program.setdefault(program, set()).add(template)
+        for lead in self._leads.values():
+            opps = sorted(lead.opportunities)
+
+            def converted(start: int, opps: list[int] = opps) -> bool:
+                return any(start <= o <= start + window for o in opps)
+
+            for program, templates in templates_by_program.items():
+                entries = sorted((e for e in lead.entries if e.program == program), key=_entry_key)
+                for template in templates:
+                    sent = lead.sends.get((program, template))
+                    if sent is not None:
+                        before = [e for e in entries if e.at <= sent]
+                        tier = (before[-1] if before else entries[0]).tier if entries else "unknown"
+                        row = _row(counts, program, template, tier)
+                        row[0] += 1
+                        row[1] += converted(sent)
+                    elif entries and entries[0].group == "nurtured":
+                        row = _row(counts, program, template, entries[0].tier)
+                        row[2] += 1
+                        row[3] += converted(entries[0].at)
+        out: dict[str, Any] = {}
+        for program in sorted(counts):
+            for template in sorted(counts[program]):
+                for tier in sorted(counts[program][template]):
+                    rec, rec_conv, oth, oth_conv = counts[program][template][tier]
+                    rate = _r(rec_conv / rec) if rec else None
+                    other_rate = _r(oth_conv / oth) if oth else None
+                    diff = (
+                        _r(rate - other_rate)
+                        if rate is not None and other_rate is not None
+                        else None
+                    )
+                    out.setdefault(program, {}).setdefault(template, {})[tier] = {
+                        "receivers": rec,
+                        "receivers_converted": rec_conv,
+                        "receivers_rate": rate,
+                        "non_receivers": oth,
+                        "non_receivers_converted": oth_conv,
+                        "non_receivers_rate": other_rate,
+                        "rate_points": diff,
+                    }
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report: JSON-serialisable, deterministic key order (programs, cohorts, tiers and
+        templates sorted; group fields in a fixed order), floats rounded to 6 decimals, so the
+        same records in any order give byte-identical :meth:`to_json` / ``json.dumps``."""
+        return {
+            "attribution": "every_preceding_entry",
+            "opportunity_reason": OPPORTUNITY_REASON,
+            "programs": self._programs(),
+            "records": {"actions": self.actions_seen, "transitions": self.transitions_seen},
+            "templates": self._templates(),
+            "window_days": self.window_days,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def _entry_key(e: _Entry) -> tuple[int, str]:
+    return (e.at, e.program)
+
+
+def _row(
+    counts: dict[str, dict[str, dict[str, list[int]]]], program: str, template: str, tier: str
+) -> list[int]:
+    return counts.setdefault(program, {}).setdefault(template, {}).setdefault(tier, [0, 0, 0, 0])
+
+
+def read_records(path: str) -> list[dict[str, Any]]:
+    """Read records from a JSON Lines file (one object a line) or a JSON array file."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        data = json.loads(stripped)
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON array of records")
+        return [dict(r) for r in data]
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def build_report(
+    transitions: Iterable[Mapping[str, Any]],
+    actions: Iterable[Mapping[str, Any]],
+    *,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+) -> PipelineReport:
+    report = PipelineReport(window_days=window_days)
+    report.add_transitions(transitions)
+    report.add_actions(actions)
+    return report
