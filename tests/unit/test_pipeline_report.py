@@ -372,3 +372,58 @@ def test_iso_week_year_boundary() -> None:
     assert iso_week(rfc3339_to_ms("2026-11-16T00:00:00Z")) == "2026-W47"
     assert iso_week(rfc3339_to_ms("2026-11-22T23:59:59Z")) == "2026-W47"
     assert iso_week(rfc3339_to_ms("2027-01-01T00:00:00Z")) == "2026-W53"
+
+
+def test_cli_report_from_files(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    tr, ac = fixture()
+    tpath, apath = tmp_path / "t.jsonl", tmp_path / "a.jsonl"
+    tpath.write_text("".join(json.dumps(r) + "\n" for r in tr))
+    apath.write_text("".join(json.dumps(r) + "\n" for r in ac))
+    assert main(["report", "--transitions", str(tpath), "--actions", str(apath)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["programs"] == EXPECTED_PROGRAMS
+    assert out["templates"] == EXPECTED_TEMPLATES
+
+
+def test_cli_report_from_url(capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from stream.cli import main
+
+    tr, ac = fixture()
+    body = build_report(tr, ac).to_json().encode()
+    paths: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            paths.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert main(["report", "--url", url]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert paths == ["/report"]
+    assert json.loads(capsys.readouterr().out)["programs"] == EXPECTED_PROGRAMS
+
+
+def test_cli_report_unreachable_worker_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
+    from stream.cli import main
+
+    assert main(["report", "--url", "http://127.0.0.1:1", "--timeout", "2"]) == 1
+    assert "nurture report:" in capsys.readouterr().err

@@ -1,0 +1,117 @@
+"""``nurture report``: the pipeline contribution report, from a running worker or from files.
+
+    nurture report --url http://127.0.0.1:6066          # GET <url>/report of a running worker
+    nurture report --transitions t.jsonl --actions a.jsonl   # records written by replay
+
+Prints the JSON report on stdout (keys in a stable order). On a TTY, a compact table per
+program x cohort x ICP tier follows unless ``--json`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "report",
+        help="pipeline contribution per program, cohort and ICP tier (nurtured vs holdout)",
+    )
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--url", help="base URL of a running worker, e.g. http://127.0.0.1:6066")
+    src.add_argument("--transitions", help="transition records file (JSON Lines or JSON array)")
+    parser.add_argument("--actions", help="action records file (JSON Lines or JSON array)")
+    parser.add_argument("--window-days", type=int, default=90, help="template window (days)")
+    parser.add_argument("--json", action="store_true", help="JSON only, even on a TTY")
+    parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout (seconds)")
+    parser.set_defaults(func=run)
+
+
+def fetch(url: str, timeout: float = 10.0) -> dict[str, Any]:
+    """GET ``<url>/report`` and return the decoded JSON object."""
+    target = url.rstrip("/")
+    if not target.endswith("/report"):
+        target += "/report"
+    with urllib.request.urlopen(target, timeout=timeout) as resp:
+        data = json.loads(resp.read().decode("utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{target} did not return a JSON object")
+    return data
+
+
+def from_files(transitions: str, actions: str | None, window_days: int = 90) -> dict[str, Any]:
+    from stream.report.pipeline import build_report, read_records
+
+    return build_report(
+        read_records(transitions),
+        read_records(actions) if actions else [],
+        window_days=window_days,
+    ).to_dict()
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Pipeline contribution (nurtured vs holdout)")
+    for col in (
+        "program",
+        "cohort",
+        "tier",
+        "entries",
+        "opps",
+        "rate",
+        "median d",
+        "p90 d",
+        "holdout",
+        "h. rate",
+        "lift pts",
+    ):
+        table.add_column(col)
+    for program, cohorts in report.get("programs", {}).items():
+        for cohort, tiers in cohorts.items():
+            for tier, cell in tiers.items():
+                n, h, lift = cell["nurtured"], cell["holdout"], cell["lift"]
+                ttx = n["time_to_opportunity_days"]
+                table.add_row(
+                    program,
+                    cohort,
+                    tier,
+                    str(n["entries"]),
+                    str(n["opportunities"]),
+                    _pct(n["contribution_rate"]),
+                    _num(ttx["median"]),
+                    _num(ttx["p90"]),
+                    str(h["entries"]),
+                    _pct(h["contribution_rate"]),
+                    _pct(lift["rate_points"]),
+                )
+    Console().print(table)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.url:
+            report = fetch(args.url, args.timeout)
+        else:
+            report = from_files(args.transitions, args.actions, args.window_days)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        print(f"nurture report: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    if sys.stdout.isatty() and not args.json:
+        print_table(report)
+    return 0
