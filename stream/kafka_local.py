@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -164,11 +164,22 @@ async def probe(bootstrap: str, timeout: float = 5.0) -> dict[str, Any]:
         await admin.close()
 
 
-def _set_parent_death_signal() -> None:
-    """In the child: get SIGKILL if the parent dies without calling stop() (Linux only)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A child-side hook: SIGKILL the broker if its parent dies without stop() (Linux only).
+
+    libc is loaded here, in the parent, so the hook run between fork and exec only makes one
+    foreign call (no imports, no allocation-heavy work).
+    """
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    kill = int(signal.SIGKILL)
+
+    def hook() -> None:
+        prctl(1, kill)  # PR_SET_PDEATHSIG
+
+    return hook
 
 
 @contextlib.contextmanager
@@ -271,13 +282,15 @@ class LocalKafka:
             self._format(java, props)
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
             started = time.monotonic()
+            # PDEATHSIG fires when the *thread* that forked exits, so only from the main thread
+            in_main = threading.current_thread() is threading.main_thread()
             self._proc = subprocess.Popen(
                 [*java, BROKER_MAIN, str(props)],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us, and we stop the broker cleanly
-                preexec_fn=_set_parent_death_signal,
+                preexec_fn=_parent_death_signal() if in_main else None,
             )
             self._wait_ready()
             self.start_seconds = time.monotonic() - started
