@@ -93,9 +93,11 @@ class Metrics:
         )
         self.last_event_timestamp = Gauge(
             p + "last_event_timestamp_seconds",
-            "Wall-clock time (unix seconds) the last input message was processed.",
+            "Wall-clock time (unix seconds) of the last input message, or of worker start.",
             registry=r,
         )
+        # start at construction so "no events for N minutes" also covers a worker fed nothing
+        self.last_event_timestamp.set(time.time())
         self.dead_letters = Counter(
             p + "dead_letters_total",
             "Messages sent to the dead-letter topic, by reason.",

@@ -1,0 +1,160 @@
+"""deploy/: promtool check config / rules / test rules, and the Grafana provisioning + dashboard."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from stream.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+PROM = ROOT / "deploy" / "prometheus"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "nurture.json"
+
+# series Prometheus itself adds to every target; never on a worker's /metrics
+PROMETHEUS_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+_METRIC = re.compile(r"\b(nurture_[a-z0-9_]+|up)\b")
+
+needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="no promtool")
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60, cwd=PROM)
+
+
+@needs_promtool
+def test_promtool_check_config() -> None:
+    out = _promtool("check", "config", "prometheus.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 rule files found" in out.stdout
+
+
+@needs_promtool
+def test_promtool_check_rules() -> None:
+    out = _promtool("check", "rules", "alerts.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "5 rules found" in out.stdout
+
+
+@needs_promtool
+def test_promtool_test_rules_alert_behaviour() -> None:
+    """Each alert fires (and stays quiet) on synthetic series, with hand-computed values."""
+    out = _promtool("test", "rules", "alerts_test.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_alerts_cover_the_required_conditions() -> None:
+    doc = yaml.safe_load((PROM / "alerts.yml").read_text())
+    names = {rule["alert"] for group in doc["groups"] for rule in group["rules"]}
+    assert names == {
+        "NurtureWorkerDown",
+        "NurtureConsumerLagGrowing",
+        "NurtureDeadLetterRateHigh",
+        "NurtureTimersFiringLate",
+        "NurtureNoEvents",
+    }
+
+
+def test_prometheus_scrapes_the_worker_job() -> None:
+    doc = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in doc["scrape_configs"]}
+    worker = jobs["nurture-worker"]
+    assert worker.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for sc in worker["static_configs"] for t in sc["targets"]]
+    assert targets and all(t.endswith(":6066") for t in targets)
+    assert doc["rule_files"] == ["alerts.yml"]
+
+
+def _dashboard() -> dict[str, Any]:
+    data = json.loads(DASHBOARD.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def dashboard_exprs(dashboard: dict[str, Any] | None = None) -> list[str]:
+    dash = dashboard or _dashboard()
+    return [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+
+
+def dashboard_metric_names(dashboard: dict[str, Any] | None = None) -> set[str]:
+    """Every series name a dashboard query reads (Prometheus-synthetic ``up`` included)."""
+    return {m for expr in dashboard_exprs(dashboard) for m in _METRIC.findall(expr)}
+
+
+def test_dashboard_is_valid_grafana_dashboard_json() -> None:
+    dash = _dashboard()
+    for key, kind in (
+        ("uid", str),
+        ("title", str),
+        ("schemaVersion", int),
+        ("panels", list),
+        ("time", dict),
+        ("templating", dict),
+    ):
+        assert isinstance(dash.get(key), kind), key
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", dash["uid"])
+    assert "id" not in dash or dash["id"] is None  # file-provisioned dashboards carry no id
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    known = {"row", "timeseries", "stat", "table", "gauge", "bargauge", "heatmap"}
+    for panel in dash["panels"]:
+        assert panel["type"] in known, panel["title"]
+        grid = panel["gridPos"]
+        assert set(grid) == {"h", "w", "x", "y"}
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+        assert panel["targets"], panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].strip()
+            assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]
+
+
+def test_dashboard_has_the_required_panels() -> None:
+    titles = " | ".join(p["title"].lower() for p in _dashboard()["panels"])
+    for word in (
+        "throughput",
+        "latency",
+        "lag",
+        "timer",
+        "occupancy",
+        "transitions",
+        "contribution rate",
+    ):
+        assert word in titles, word
+    exprs = " ".join(dashboard_exprs())
+    assert "icp_tier" in exprs and "program" in exprs
+
+
+def test_every_dashboard_and_alert_metric_is_declared_by_the_worker() -> None:
+    declared = set(Metrics().sample_names()) | PROMETHEUS_SYNTHETIC
+    used = dashboard_metric_names()
+    doc = yaml.safe_load((PROM / "alerts.yml").read_text())
+    for rule in (r for group in doc["groups"] for r in group["rules"]):
+        used |= set(_METRIC.findall(rule["expr"]))
+    assert used, "no metric found in the dashboard"
+    missing = sorted(used - declared)
+    assert not missing, f"dashboard/alerts query undeclared series: {missing}"
+    # and the dashboard really shows most of what the worker exposes
+    assert len({m for m in used if m.startswith("nurture_")}) >= 18
+
+
+def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:
+    ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    (source,) = ds["datasources"]
+    assert source["type"] == "prometheus" and source["uid"] == "prometheus"
+    prov = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "nurture.yml").read_text())
+    (provider,) = prov["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
