@@ -158,3 +158,30 @@ def test_grafana_provisioning_points_at_the_dashboard_and_datasource() -> None:
     (provider,) = prov["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_compose_wires_prometheus_and_grafana_to_these_files() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    prom_mounts = services["prometheus"]["volumes"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prom_mounts
+    graf_mounts = services["grafana"]["volumes"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in graf_mounts
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in graf_mounts
+    # the scrape target is the compose worker service on its web port
+    doc = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    (job,) = [j for j in doc["scrape_configs"] if j["job_name"] == "nurture-worker"]
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    worker_env = services["worker"]["environment"]
+    assert targets == [f"worker:{worker_env['NURTURE_WEB_PORT']}"]
+    # and the datasource URL is the compose prometheus service
+    ds = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert ds["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose")
+def test_docker_compose_config_is_valid() -> None:
+    out = subprocess.run(
+        ["docker-compose", "config", "-q"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
