@@ -139,8 +139,8 @@ cohorts. Nurtured (solid) against holdout (pale), per tier.</p>
 <span><i style="background:#a9bbe8"></i>holdout</span></div>
 <div id="rates"></div></section>
 <section><h2>Time to opportunity</h2>
-<p class="note">Days from entering a program to the lead's first opportunity, per program
-(converted entries only).</p>
+<p class="note">Days from entering a program to the lead's first opportunity, per program:
+share of each group's converted entries per bucket (so nurtured and holdout compare).</p>
 <div class="legend"><span><i style="background:#2a9d6f"></i>nurtured</span>
 <span><i style="background:#b4dcc9"></i>holdout</span></div>
 <div class="small" id="tto"></div></section>
@@ -237,17 +237,18 @@ document.getElementById("rates").appendChild(svg);}
 function ttoChart(){var progs=Object.keys(D.tto||{});var edges=D.tto_edges||[];
 if(!progs.length){empty("tto","No opportunities after a program entry.");return;}
 progs.forEach(function(p){var g=D.tto[p];var n=g.nurtured||[],h=g.holdout||[];
-var W=360,H=200,left=34,top=24,ch=130,bw=(W-left-10)/edges.length;
+var W=360,H=206,left=34,top=32,ch=130,bw=(W-left-10)/edges.length;
 var sn=n.reduce(function(a,b){return a+b;},0),sh=h.reduce(function(a,b){return a+b;},0);
-var max=1;edges.forEach(function(_,i){max=Math.max(max,n[i]||0,h[i]||0);});
+var max=0.01;edges.forEach(function(_,i){max=Math.max(max,sn?(n[i]||0)/sn:0,sh?(h[i]||0)/sh:0);});
 var svg=el("svg",{width:W,height:H,role:"img"},null);
 text(svg,left,14,p+" (nurtured "+fmt(sn)+", holdout "+fmt(sh)+")","start",{"font-weight":"600"});
 el("line",{x1:left,x2:W-10,y1:top+ch,y2:top+ch,stroke:"#aab"},svg);
-edges.forEach(function(e,i){[["nurtured",n[i]||0,"#2a9d6f",0],["holdout",h[i]||0,"#b4dcc9",1]]
-.forEach(function(s){if(!s[1]){return;}var bh=ch*s[1]/max;var bx=left+i*bw+1+s[3]*(bw-2)/2;
+edges.forEach(function(e,i){[["nurtured",n[i]||0,"#2a9d6f",0,sn],["holdout",h[i]||0,"#b4dcc9",1,sh]]
+.forEach(function(s){if(!s[1]){return;}var share=s[1]/s[4];var bh=ch*share/max;
+var bx=left+i*bw+1+s[3]*(bw-2)/2;
 var r=el("rect",{x:bx,y:top+ch-bh,width:(bw-2)/2,height:bh,fill:s[2],"class":"tto-bar"},svg);
-var hi=i+1<edges.length?edges[i+1]:null;hover(r,p+" / "+s[0]+": "+fmt(s[1])+" in "+e+
-(hi===null?"+ days":"-"+hi+" days"));});
+var hi=i+1<edges.length?edges[i+1]:null;hover(r,p+" / "+s[0]+": "+fmt(s[1])+" ("+pct(share)+
+") in "+e+(hi===null?"+ days":"-"+hi+" days"));});
 if(i%2===0){text(svg,left+i*bw+bw/2,top+ch+14,String(e),"middle",{"font-size":"10px"});}});
 text(svg,left+(W-left)/2,H-8,"days to opportunity","middle",{"font-size":"10.5px"});
 document.getElementById("tto").appendChild(svg);});}
