@@ -265,3 +265,110 @@ def test_kcat_produces_a_contract_event_that_aiokafka_reads(
     assert sorted(out.splitlines()) == sorted(
         ["L-42|" + json.dumps(event, separators=(",", ":")), 'L-42|{"event_id":"e-py-1"}']
     )
+
+
+FAUST_APP = """
+import os
+
+import faust
+
+app = faust.App(
+    os.environ["APP_ID"],
+    broker="kafka://" + os.environ["BOOTSTRAP"],
+    processing_guarantee="exactly_once",
+    store="memory://",
+    web_enabled=False,
+    topic_partitions=4,
+    topic_replication_factor=1,
+)
+source = app.topic(os.environ["SOURCE"], value_serializer="raw")
+sink = app.topic(os.environ["SINK"], value_serializer="raw")
+counts = app.Table("counts", default=int, partitions=4)
+
+
+@app.agent(source)
+async def forward(stream):
+    async for key, value in stream.items():
+        counts[key] += 1
+        await sink.send(key=key, value=value + b"!")
+"""
+
+
+def test_faust_exactly_once_worker_runs_on_this_broker(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    """The pinned broker version works with faust-streaming's transactional (EOS) mode."""
+    import os
+    import sys
+
+    source, sink = topic_factory("eos-src"), topic_factory("eos-sink")
+    (tmp_path / "eos_app.py").write_text(FAUST_APP)
+    env = dict(
+        os.environ,
+        APP_ID=f"eos-{uuid.uuid4().hex[:8]}",
+        BOOTSTRAP=kafka_bootstrap,
+        SOURCE=source,
+        SINK=sink,
+        PYTHONPATH=str(tmp_path),
+    )
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "eos_app", "worker", "-l", "info"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        async def scenario() -> list[ConsumerRecord[bytes, bytes]]:
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+            await producer.start()
+            try:
+                for i in range(40):
+                    await producer.send(source, f"m{i}".encode(), key=f"L-{i % 5}".encode())
+                await producer.flush()
+            finally:
+                await producer.stop()
+            return await _consume(
+                kafka_bootstrap, sink, 40, isolation_level="read_committed", timeout=120
+            )
+
+        records = asyncio.run(scenario())
+        alive = worker.poll() is None
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+    text = log.read_text(errors="replace")
+    assert alive, f"faust worker died:\n{text[-3000:]}"
+    assert sorted(r.value for r in records if r.value is not None) == sorted(
+        f"m{i}!".encode() for i in range(40)
+    ), text[-3000:]
+    assert "transactional producers" in text  # the worker really ran in EOS mode
+
+
+def test_local_broker_that_dies_on_start_reports_its_log() -> None:
+    """A broker whose port is taken exits at start; start() fails fast with the log tail."""
+    import socket
+
+    from stream.kafka_local import KafkaStartError, LocalKafka
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        broken = LocalKafka(port=taken.getsockname()[1], ready_timeout=60)
+        started = time.monotonic()
+        with pytest.raises(KafkaStartError) as info:
+            broken.start()
+        elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert "exited with code" in message
+    assert "Address already in use" in message  # the broker's own error, from the log tail
+    assert elapsed < 60  # noticed the exit, did not wait for the ready deadline
+    assert not broken.running
+    assert broken.data_dir is None  # temp dir removed
