@@ -46,9 +46,11 @@ of one lead must then arrive in event-time order, which holds per Kafka partitio
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from stream.core.model import DAY_MS, rfc3339_to_ms
@@ -67,7 +69,13 @@ _ROUND = 6
 
 def iso_week(ms: int) -> str:
     """ISO week of an epoch-ms instant in UTC, as ``YYYY-Www``."""
-    year, week, _ = datetime.fromtimestamp(ms / 1000, tz=UTC).isocalendar()
+    return _iso_week_of_day(ms // DAY_MS)
+
+
+@lru_cache(maxsize=4096)
+def _iso_week_of_day(day: int) -> str:
+    # cached per UTC day: one shared string per cohort instead of one per entry
+    year, week, _ = datetime.fromtimestamp(day * 86_400, tz=UTC).isocalendar()
     return f"{year}-W{week:02d}"
 
 
@@ -105,7 +113,7 @@ class _Lead:
     opportunities: list[int] = field(default_factory=list)
     # (program, template) -> first send time
     sends: dict[tuple[str, str], int] = field(default_factory=dict)
-    credited_sends: set[tuple[str, str]] = field(default_factory=set)
+    credited_sends: set[tuple[str, str]] | None = None  # live metrics only, made on demand
 
 
 @dataclass(slots=True)
@@ -152,10 +160,10 @@ class PipelineReport:
             signals = record.get("signals") or {}
             at = _at(record)
             entry = _Entry(
-                program=to_program,
+                program=sys.intern(to_program),
                 at=at,
                 cohort=iso_week(at),
-                tier=str(signals.get("icp_tier") or "unknown"),
+                tier=sys.intern(str(signals.get("icp_tier") or "unknown")),
                 group="holdout" if signals.get("holdout") is True else "nurtured",
             )
             self._lead(record["lead_id"]).entries.append(entry)
@@ -173,7 +181,7 @@ class PipelineReport:
         template = record.get("template")
         if record.get("type") != "send" or record.get("channel") != "email" or not template:
             return
-        key = (str(record["program"]), str(template))
+        key = (sys.intern(str(record["program"])), sys.intern(str(template)))
         lead = self._lead(record["lead_id"])
         at = _at(record)
         first = lead.sends.get(key)
@@ -199,7 +207,11 @@ class PipelineReport:
                 self.metrics.pipeline_opportunity(e.program, e.cohort, e.tier, e.group, seconds)
         window = self.window_days * DAY_MS
         for key, sent in lead.sends.items():
-            if key not in lead.credited_sends and sent <= at <= sent + window:
+            if sent <= at <= sent + window:
+                if lead.credited_sends is None:
+                    lead.credited_sends = set()
+                elif key in lead.credited_sends:
+                    continue
                 lead.credited_sends.add(key)
                 self.metrics.pipeline_template_opportunity(*key)
 
