@@ -1,0 +1,178 @@
+"""The Faust application factory. No app exists until :func:`create_app` is called.
+
+``nurture worker`` (see :mod:`stream.commands.worker`) and ``faust -A stream.app worker`` run the
+same app: ``stream.app.app`` is built lazily (PEP 562 module ``__getattr__``) from the
+``NURTURE_*`` environment the first time it is asked for, never at import.
+
+Topology (all topics co-partitioned, same partition count):
+
+* agent ``nurture-leads`` (concurrency 1) over the three input topics and the internal tick topic
+  ``<app_id>-timer-ticks``;
+* table ``leads`` (RocksDB via rocksdict, changelog ``<app_id>-leads-changelog``): per lead, the
+  core's encoded state plus delivery metadata (:mod:`stream.runtime.record`);
+* table ``lead-history``: the last transitions per lead, for ``GET /leads/{lead_id}``;
+* outputs: actions, transitions, dead letters (keyed by lead_id / original key).
+
+Delivery: ``processing_guarantee`` comes from the settings (``at_least_once`` by default); see
+the README section "Delivery guarantee" for what a consumer of nurture.actions must do.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    import faust
+
+    from stream.core.config import RulesConfig
+    from stream.metrics import Metrics
+    from stream.settings import Settings
+
+log = logging.getLogger("nurture.worker")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    metrics: Metrics | None = None,
+    config: RulesConfig | None = None,
+) -> faust.App:
+    """Build the worker app from settings (default: ``NURTURE_*`` environment)."""
+    import faust
+    from faust.types import TP
+
+    from stream.core.config import load_config
+    from stream.metrics import Metrics
+    from stream.runtime.agent import LeadAgent, Ticker, tick_topic_name
+    from stream.runtime.processor import LeadProcessor
+    from stream.runtime.web import readiness, register_views
+    from stream.settings import load_settings
+
+    s = settings if settings is not None else load_settings()
+    rules = config if config is not None else load_config(s.rules_file)
+    m = metrics if metrics is not None else Metrics()
+    n = s.topic_partitions
+
+    app = faust.App(
+        s.app_id,
+        broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(s.data_dir),
+        processing_guarantee=s.processing_guarantee,
+        table_standby_replicas=s.standby_replicas,
+        topic_partitions=n,
+        topic_replication_factor=s.replication_factor,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=True,
+        web_bind=s.web_host,
+        web_host=s.web_host,
+        web_port=s.web_port,
+        autodiscover=False,
+        logging_config=None,
+    )
+    table_options = {"driver": "rocksdict"}
+    leads = app.Table(
+        "leads",
+        partitions=n,
+        key_serializer="raw",
+        value_serializer="raw",
+        options=table_options,
+    )
+    history = app.Table(
+        "lead-history",
+        partitions=n,
+        key_serializer="raw",
+        value_serializer="raw",
+        options=table_options,
+    )
+
+    def committed(topic: str, partition: int) -> int | None:
+        consumer: Any = app.consumer
+        offsets: Any = consumer._committed_offset
+        value = offsets.get(TP(topic, partition))
+        return None if value is None else int(value)
+
+    processor = LeadProcessor(rules, leads, committed=committed)
+    agent = LeadAgent(app, s, processor, history, m)
+    ticker = Ticker(app, agent, s)
+
+    channel = app.topic(
+        *s.input_topics,
+        tick_topic_name(s),
+        partitions=n,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    app.agent(channel, name="nurture-leads", concurrency=1)(agent)
+    app.timer(min(0.05, s.timer_tick_seconds), name="nurture-ticker")(ticker.tick)
+
+    inputs = {*s.input_topics, tick_topic_name(s)}
+
+    async def _revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        agent.on_revoked({tp.partition for tp in revoked if tp.topic in inputs})
+
+    async def _assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        agent.on_assigned({tp.partition for tp in assigned if tp.topic in inputs})
+
+    async def _gauges() -> None:
+        tables: Any = app.tables
+        recovery = tables.recovery
+        ready, _why = readiness(app)
+        if ready:
+            m.set_recovery_progress(1.0)
+        else:
+            remaining = recovery.active_remaining_total()
+            total = sum(recovery.active_highwaters.values()) or 1
+            m.set_recovery_progress(1.0 - remaining / total)
+        consumer: Any = app.consumer
+        for tp in app.assignor.assigned_actives():
+            if tp.topic in s.input_topics:
+                committed_offset = consumer._committed_offset.get(tp)
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:
+                    continue
+                if high is not None:
+                    m.set_consumer_lag(tp.topic, tp.partition, high - (committed_offset or 0))
+
+    app.on_partitions_revoked.connect(cast(Any, _revoked))
+    app.on_partitions_assigned.connect(cast(Any, _assigned))
+    app.timer(1.0, name="nurture-gauges")(_gauges)
+    register_views(app, s, agent, m)
+    app.nurture_agent = agent  # type: ignore[attr-defined]
+    app.nurture_metrics = m  # type: ignore[attr-defined]
+    return app
+
+
+def run_worker(settings: Settings | None = None) -> int:
+    """Create the topics if missing, then run the worker until SIGTERM/SIGINT (graceful)."""
+    import faust
+
+    from stream.settings import load_settings
+    from stream.topics_admin import catalog_from_settings, ensure_topics
+
+    s = settings if settings is not None else load_settings()
+    ensure_topics(
+        s.kafka_bootstrap_servers,
+        catalog_from_settings(s),
+        replication_factor=s.replication_factor,
+    )
+    app = create_app(s)
+    worker = faust.Worker(app, loglevel=s.log_level.upper())
+    worker.execute_from_commandline()
+    return 0
+
+
+def main() -> int:
+    return run_worker()
+
+
+def __getattr__(name: str) -> Any:
+    # ``faust -A stream.app`` looks up ``stream.app.app``: build it on first access only.
+    if name == "app":
+        return create_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,51 @@
+"""The table value of one lead: the core's encoded state plus the runtime's delivery metadata.
+
+Layout (bytes): ``b"N1"`` + 4-byte big-endian length of the state + the state bytes of
+:func:`stream.core.state.encode_state` + a JSON metadata block::
+
+    [applied, outbox]
+    applied = {"<topic>:<partition>": <highest input offset applied to this lead>}
+    outbox  = [[topic, partition, offset, [transition JSON...], [action JSON...]], ...]
+
+Why: at-least-once processing re-delivers inputs after a crash, but the lead's state (local
+RocksDB, changelog) may already include them. A re-delivered input whose offset is ``<=``
+``applied`` is not stepped again (that would double-count); instead the outputs it produced,
+kept in the outbox until the input's offset is committed, are sent again. So no output is
+lost and a replayed input never changes the state twice; duplicates carry the same action_id.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+MAGIC = b"N1"
+_LEN = struct.Struct(">I")
+OUTBOX_CAP = 512
+
+OutboxEntry = list[Any]  # [topic, partition, offset, [str...], [str...]]
+
+
+@dataclass(slots=True)
+class LeadRecord:
+    state: Any  # LeadState | None
+    applied: dict[str, int] = field(default_factory=dict)
+    outbox: list[OutboxEntry] = field(default_factory=list)
+
+
+def encode_record(state_bytes: bytes, rec: LeadRecord) -> bytes:
+    meta = orjson.dumps([rec.applied, rec.outbox])
+    return b"".join((MAGIC, _LEN.pack(len(state_bytes)), state_bytes, meta))
+
+
+def split_record(raw: bytes) -> tuple[bytes, dict[str, int], list[OutboxEntry]]:
+    """(state bytes, applied, outbox). A value without the header is a bare encoded state."""
+    if raw[:2] != MAGIC:
+        return raw, {}, []
+    (n,) = _LEN.unpack_from(raw, 2)
+    state_bytes = raw[6 : 6 + n]
+    applied, outbox = orjson.loads(raw[6 + n :])
+    return state_bytes, applied, outbox
