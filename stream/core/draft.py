@@ -1,0 +1,266 @@
+"""The working copy of a lead's state during one ``step`` and the collector of its outputs.
+
+``step`` copies the frozen :class:`LeadState` into a mutable :class:`Draft` once, lets the rules
+change it, and freezes it once at the end; the input state is never touched. :class:`Ctx`
+carries the config, the cause and the outputs, and owns the cross-program guarantees: every
+transition names its rule and signals (``icp_tier`` always), every email goes through
+:mod:`stream.core.emails`, every action id is derived from its cause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream.core.config import RulesConfig
+from stream.core.ids import action_id, in_holdout
+from stream.core.model import Action, Timer, Transition
+from stream.core.state import LeadState
+
+STRUCTURED = frozenset({"mql_nurture", "trial_nurture", "re_engagement", "expansion_nurture"})
+EXITS = frozenset({"sales", "customer", "csm", "inactive", "unsubscribed"})
+DAY = 86_400_000
+HOUR = 3_600_000
+
+
+class Draft:
+    __slots__ = (
+        "account_id",
+        "activated_at",
+        "checkpoints",
+        "company_size",
+        "customer",
+        "email_blocked",
+        "expansion_fired",
+        "features",
+        "holdout",
+        "icp_tier",
+        "industry",
+        "last_activity_at",
+        "last_movement_at",
+        "lead_id",
+        "limits",
+        "mql_reached",
+        "program",
+        "program_entered_at",
+        "program_state",
+        "program_version",
+        "reengage_context",
+        "sales_contacted",
+        "score",
+        "score_events",
+        "seen_ids",
+        "send_times",
+        "sessions",
+        "signal_events",
+        "timer_seq",
+        "timers",
+        "trial_start",
+        "usage",
+        "watermark",
+    )
+
+    def __init__(self, s: LeadState) -> None:
+        self.lead_id = s.lead_id
+        self.account_id = s.account_id
+        self.icp_tier = s.icp_tier
+        self.company_size = s.company_size
+        self.industry = s.industry
+        self.program = s.program
+        self.program_state = s.program_state
+        self.program_entered_at = s.program_entered_at
+        self.program_version = s.program_version
+        self.holdout = s.holdout
+        self.reengage_context = s.reengage_context
+        self.watermark = s.watermark
+        self.last_activity_at = s.last_activity_at
+        self.last_movement_at = s.last_movement_at
+        self.score = s.score
+        self.mql_reached = s.mql_reached
+        self.sales_contacted = s.sales_contacted
+        self.customer = s.customer
+        self.email_blocked = s.email_blocked
+        self.score_events = s.score_events
+        self.signal_events = s.signal_events
+        self.trial_start = s.trial_start
+        self.activated_at = s.activated_at
+        self.features = s.features
+        self.sessions = s.sessions
+        self.checkpoints = s.checkpoints
+        self.limits = s.limits
+        self.usage = s.usage
+        self.expansion_fired = s.expansion_fired
+        self.send_times = s.send_times
+        self.seen_ids = s.seen_ids
+        self.timers: list[Timer] = list(s.timers)
+        self.timer_seq = s.timer_seq
+
+    def freeze(self) -> LeadState:
+        self.timers.sort()
+        return LeadState(
+            self.lead_id,
+            self.account_id,
+            self.icp_tier,
+            self.company_size,
+            self.industry,
+            self.program,
+            self.program_state,
+            self.program_entered_at,
+            self.program_version,
+            self.holdout,
+            self.reengage_context,
+            self.watermark,
+            self.last_activity_at,
+            self.last_movement_at,
+            self.score,
+            self.mql_reached,
+            self.sales_contacted,
+            self.customer,
+            self.email_blocked,
+            self.score_events,
+            self.signal_events,
+            self.trial_start,
+            self.activated_at,
+            self.features,
+            self.sessions,
+            self.checkpoints,
+            self.limits,
+            self.usage,
+            self.expansion_fired,
+            self.send_times,
+            self.seen_ids,
+            tuple(self.timers),
+            self.timer_seq,
+        )
+
+    # -- timers -------------------------------------------------------------------------
+    def add_timer(self, kind: str, due: int, key: str | None = None) -> str:
+        """Schedule a timer; its id is unique for the lead's life (kind, sequence, due)."""
+        self.timer_seq += 1
+        timer_id = f"{kind}@{key}" if key is not None else f"{kind}#{self.timer_seq}@{due}"
+        self.timers.append(Timer(due, timer_id, kind))
+        return timer_id
+
+    def cancel_timers(self, *kinds: str) -> None:
+        if self.timers:
+            self.timers = [t for t in self.timers if t.kind not in kinds]
+
+    def cancel_prefix(self, prefix: str) -> None:
+        if self.timers:
+            self.timers = [t for t in self.timers if not t.kind.startswith(prefix)]
+
+    def ensure_timer(self, kind: str, due: int | None) -> None:
+        """Keep exactly one pending timer of ``kind`` due at ``due`` (none when ``due`` is None)."""
+        current = self.timer_of(kind)
+        if current is not None and current.due == due:
+            return
+        if current is not None:
+            self.cancel_timers(kind)
+        if due is not None:
+            self.add_timer(kind, due)
+
+    def timer_of(self, kind: str) -> Timer | None:
+        for t in self.timers:
+            if t.kind == kind:
+                return t
+        return None
+
+
+class Ctx:
+    """One step's config, cause, clock and outputs."""
+
+    __slots__ = ("actions", "at", "caused_by", "cfg", "d", "now", "transitions")
+
+    def __init__(self, d: Draft, cfg: RulesConfig, caused_by: str, at: int, now: int) -> None:
+        self.d = d
+        self.cfg = cfg
+        self.caused_by = caused_by
+        self.at = at  # the cause's event time (timers: due time)
+        self.now = now  # the lead's event-time clock after this input (max seen)
+        self.transitions: list[Transition] = []
+        self.actions: list[Action] = []
+
+    @property
+    def pcfg(self) -> RulesConfig:
+        """The rules the lead's current program entry was made under."""
+        return self.cfg.for_version(self.d.program_version)
+
+    # -- transitions --------------------------------------------------------------------
+    def move(
+        self,
+        program: str,
+        state: str | None,
+        reason: str,
+        signals: dict[str, Any] | None = None,
+    ) -> None:
+        """Change program and/or state and record why. Entering a structured program records
+        holdout and config version; leaving one cancels its timers."""
+        d = self.d
+        sig: dict[str, Any] = {"icp_tier": d.icp_tier}
+        if signals:
+            sig.update(signals)
+        from_program, from_state = d.program, d.program_state
+        if program != from_program:
+            d.program = program
+            d.program_entered_at = self.at
+            d.reengage_context = None if program != "re_engagement" else d.reengage_context
+            if program in STRUCTURED:
+                d.program_version = self.cfg.version
+                d.holdout = in_holdout(d.lead_id, program, self.cfg.emails.holdout_pct)
+            else:
+                d.program_version = None
+                d.holdout = False
+            if from_program == "mql_nurture":
+                d.cancel_prefix("mql.")
+            if from_program == "re_engagement":
+                d.cancel_prefix("reengage.")
+        if program in STRUCTURED:
+            sig["holdout"] = d.holdout
+            sig["config_version"] = d.program_version
+        d.program_state = state
+        self.transitions.append(
+            Transition(
+                d.lead_id,
+                from_program,
+                from_state,
+                program,
+                state,
+                reason,
+                sig,
+                self.caused_by,
+                self.at,
+            )
+        )
+
+    # -- actions ------------------------------------------------------------------------
+    def action(
+        self,
+        atype: str,
+        channel: str,
+        template: str | None,
+        reason: str,
+        context: dict[str, Any] | None = None,
+        skip_reason: str | None = None,
+        program: str | None = None,
+    ) -> None:
+        d = self.d
+        key = template if template is not None else reason
+        aid = action_id(d.lead_id, self.caused_by, atype, key)
+        for a in self.actions:
+            if a.action_id == aid:  # same cause, same type and key twice in one step
+                aid = action_id(d.lead_id, self.caused_by, atype, f"{key}#{len(self.actions)}")
+                break
+        self.actions.append(
+            Action(
+                aid,
+                d.lead_id,
+                atype,
+                channel,
+                program if program is not None else (d.program or "none"),
+                template,
+                reason,
+                context or {},
+                self.caused_by,
+                self.at,
+                skip_reason,
+            )
+        )

@@ -1,0 +1,283 @@
+"""The pure nurture core: ``step(state, input, config) -> StepResult``.
+
+No Kafka, no clock reads, no I/O. A timer firing is just another input. Same state, input and
+config always give the same result. ``StepResult.timers`` is the lead's full set of pending
+timers after the step (sorted by due): the runtime indexes them and feeds a
+:class:`~stream.core.model.TimerFired` back when one comes due. A timer that is no longer
+pending (fired or cancelled) is a no-op, which makes firing exactly-once per timer id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream.core.config import RulesConfig
+from stream.core.draft import EXITS, STRUCTURED, Ctx, Draft
+from stream.core.facts import (
+    ACTIVITY,
+    DECISION_ADDED,
+    SIGNAL_ADDED,
+    TIER_CHANGED,
+    compute_score,
+    fold_event,
+    prune_signals,
+    signal_counts,
+    start_trial,
+)
+from stream.core.model import Action, Event, Timer, TimerFired, Transition
+from stream.core.programs import expansion, mql, reengage, trial
+from stream.core.state import LeadState
+
+__all__ = ["HANDLED_TYPES", "StepResult", "step"]
+
+HANDLED_TYPES = frozenset(
+    {
+        "lead.created",
+        "lead.updated",
+        "sales.contacted",
+        "opportunity.created",
+        "subscription.converted",
+        "subscription.upgraded",
+        "expansion.requested",
+        "support.ticket_opened",
+        "nps.submitted",
+        "billing.status_changed",
+        "email.sent",
+        "email.bounced",
+        "email.unsubscribed",
+    }
+    | ACTIVITY
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    state: LeadState
+    transitions: tuple[Transition, ...]
+    actions: tuple[Action, ...]
+    timers: tuple[Timer, ...]
+
+
+def _noop(state: LeadState) -> StepResult:
+    return StepResult(state, (), (), state.timers)
+
+
+def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) -> StepResult:
+    """Advance one lead by one input (an event or a due timer)."""
+    if state is None:
+        state = LeadState(inp.lead_id)
+    if isinstance(inp, TimerFired):
+        return _on_timer(state, inp, config)
+    if inp.type not in HANDLED_TYPES or inp.event_id in state.seen_ids:
+        return _noop(state)
+    d = Draft(state)
+    ring = config.dedupe.max_event_ids
+    seen = state.seen_ids
+    d.seen_ids = (*seen[len(seen) - ring + 1 :], inp.event_id) if ring > 1 else (inp.event_id,)
+    now = inp.at if state.watermark is None or inp.at > state.watermark else state.watermark
+    d.watermark = now
+    if inp.account_id is not None and d.account_id is None:
+        d.account_id = inp.account_id
+    ctx = Ctx(d, config, inp.event_id, inp.at, now)
+    flags = fold_event(d, inp.type, inp.at, inp.properties, config)
+    new_trial = inp.type == "trial.started" and start_trial(d, inp.at, config)
+    d.score = compute_score(d, now, config)
+    _rules(ctx, inp, flags, new_trial)
+    prune_signals(d, now, config)
+    return _finish(ctx)
+
+
+def _finish(ctx: Ctx) -> StepResult:
+    _reconcile_timers(ctx)
+    new = ctx.d.freeze()
+    return StepResult(new, tuple(ctx.transitions), tuple(ctx.actions), new.timers)
+
+
+def _on_timer(state: LeadState, tf: TimerFired, config: RulesConfig) -> StepResult:
+    timer = next((t for t in state.timers if t.timer_id == tf.timer_id), None)
+    if timer is None:
+        return _noop(state)
+    d = Draft(state)
+    d.timers = [t for t in d.timers if t.timer_id != tf.timer_id]
+    now = tf.at if state.watermark is None or tf.at > state.watermark else state.watermark
+    d.watermark = now
+    ctx = Ctx(d, config, "timer:" + tf.timer_id, tf.at, now)
+    d.score = compute_score(d, now, config)
+    kind = timer.kind
+    if kind == "silence":
+        _on_silence(ctx)
+    elif kind == "mql.stale":
+        if d.program == "mql_nurture":
+            mql.on_stale(ctx)
+    elif kind.startswith("trial."):
+        name = kind.split(".", 1)[1]
+        if name not in dict(d.checkpoints):
+            trial.on_checkpoint(ctx, name, timer.due)
+    elif kind.startswith("reengage."):
+        reengage.on_timer(ctx, kind)
+    return _finish(ctx)
+
+
+def _on_silence(ctx: Ctx) -> None:
+    d = ctx.d
+    if d.program == "mql_nurture":
+        reengage.enter(ctx, "mql", "reengage.mql_silence")
+    elif d.program == "trial_nurture" and d.checkpoints:
+        reengage.enter(ctx, "trial", "reengage.trial_silence")
+
+
+def _rules(ctx: Ctx, inp: Event, flags: int, new_trial: bool) -> None:
+    d = ctx.d
+    etype = inp.type
+    props = inp.properties
+    # -- journey-tool guarantees and CRM facts, whatever the program ---------------------
+    if etype == "email.unsubscribed" or (etype == "email.bounced" and props.get("hard") is True):
+        if d.email_blocked is None:
+            why = "unsubscribed" if etype == "email.unsubscribed" else "hard_bounced"
+            d.email_blocked = why
+            ctx.move("unsubscribed", why, "email." + why, {"program_before": d.program})
+            ctx.action("suppress", "email", None, "email." + why, {"scope": "all_email"})
+        return
+    if etype == "opportunity.created":
+        keep = d.customer or d.program in ("customer", "csm", "expansion_nurture")
+        target = (d.program or "customer") if keep else "sales"
+        ctx.move(
+            target,
+            "opportunity",
+            "crm.opportunity_created",
+            {"score": d.score, "program_before": d.program, "mql_reached": d.mql_reached},
+        )
+        return
+    if etype == "subscription.converted":
+        _converted(ctx)
+        return
+    if etype == "subscription.upgraded":
+        if d.program in ("expansion_nurture", "csm"):
+            ctx.move(
+                "customer", "upgraded", "crm.subscription_upgraded", {"limits": dict(d.limits)}
+            )
+        elif d.program not in ("customer", "unsubscribed"):
+            _converted(ctx)
+        return
+    # -- ICP gate: out-of-ICP never sits in a structured program -------------------------
+    if d.icp_tier == "out":
+        if d.program is None or d.program == "prospect" or d.program in STRUCTURED:
+            ctx.move(
+                "low_touch",
+                None,
+                "icp.out_of_icp",
+                {
+                    "company_size": d.company_size,
+                    "industry": d.industry,
+                    "program_before": d.program,
+                },
+            )
+        return
+    if d.program is None or (d.program == "low_touch" and flags & TIER_CHANGED):
+        ctx.move(
+            "prospect",
+            None,
+            "icp.tier_assigned",
+            {"company_size": d.company_size, "industry": d.industry, "score": d.score},
+        )
+    program = d.program
+    if etype == "sales.contacted" and (
+        program in ("prospect", "mql_nurture")
+        or (program == "re_engagement" and d.reengage_context == "mql")
+    ):
+        ctx.move(
+            "sales",
+            "contacted",
+            "crm.sales_contacted",
+            {"score": d.score, **signal_counts(d, ctx.now, ctx.cfg)},
+        )
+        return
+    if new_trial and program in ("prospect", "mql_nurture", "re_engagement", "trial_nurture"):
+        if d.email_blocked is None:
+            trial.enter(ctx)
+        return
+    if program == "prospect":
+        if mql.can_enter(ctx):
+            mql.enter(ctx)
+    elif program == "mql_nurture":
+        if flags & SIGNAL_ADDED:
+            decision = inp.at if flags & DECISION_ADDED else None
+            mql.on_signal(ctx, decision, moved=True)
+    elif program == "trial_nurture":
+        _trial_event(ctx, inp)
+    elif program == "re_engagement":
+        if etype in ("activation.completed", "session.started"):
+            trial.revise_48h(ctx)
+        if etype in reengage.RESPONSES:
+            reengage.on_response(ctx, etype)
+    elif program in ("customer", "expansion_nurture"):
+        _customer_event(ctx, inp)
+
+
+def _trial_event(ctx: Ctx, inp: Event) -> None:
+    d = ctx.d
+    etype = inp.type
+    if etype in ("activation.completed", "session.started"):
+        trial.revise_48h(ctx)
+    if etype == "upgrade_cta.clicked":
+        trial.upgrade_intent(ctx, "upgrade_cta")
+    elif (
+        etype == "page.viewed"
+        and inp.properties.get("page") == "pricing"
+        and d.activated_at is not None
+        and d.activated_at <= inp.at
+    ):
+        trial.upgrade_intent(ctx, "pricing_after_activation")
+
+
+def _customer_event(ctx: Ctx, inp: Event) -> None:
+    etype = inp.type
+    if etype in ("expansion.requested", "upgrade_cta.clicked"):
+        expansion.on_upgrade_ask(ctx, etype)
+    elif etype == "usage.reported":
+        metric = inp.properties.get("metric")
+        value = inp.properties.get("value")
+        if isinstance(metric, str) and isinstance(value, int | float):
+            expansion.on_usage(ctx, metric, float(value))
+
+
+def _converted(ctx: Ctx) -> None:
+    d = ctx.d
+    d.customer = True
+    if d.program == "customer" or d.program == "csm":
+        return
+    if d.program == "trial_nurture" and trial.paid_handoff_ready(ctx):
+        signals = {
+            **trial.engagement(ctx),
+            "handoff_min_features": ctx.pcfg.trial.handoff_min_features,
+        }
+        ctx.move("customer", "onboarding", "trial.converted_handoff", signals)
+        ctx.action("handoff", "csm_task", None, "trial.converted_handoff", signals)
+        return
+    ctx.move(
+        "customer",
+        "onboarding",
+        "crm.subscription_converted",
+        {
+            "program_before": d.program,
+            "features_used": len(d.features),
+            "activated": d.activated_at is not None,
+        },
+    )
+
+
+def _reconcile_timers(ctx: Ctx) -> None:
+    """Keep only the timers the lead's current program needs."""
+    d = ctx.d
+    program = d.program
+    if program == "mql_nurture":
+        mql.desired_timers(ctx)
+    elif program == "trial_nurture":
+        trial.desired_timers(ctx)
+    else:
+        d.ensure_timer("silence", None)
+    if program not in ("trial_nurture", "re_engagement") or d.customer:
+        d.cancel_prefix("trial.")
+    if program in EXITS or program == "low_touch":
+        d.cancel_prefix("mql.")
+        d.cancel_prefix("reengage.")
