@@ -106,6 +106,22 @@ def test_catalog_topics_are_created_idempotently(kafka_bootstrap: str) -> None:
     assert asyncio.run(topic_config(f"pe.{run}"))["retention.ms"] == str(30 * 24 * 3600 * 1000)
 
 
+def test_existing_topic_with_other_partition_count_is_reported(
+    kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    from topics.catalog import TopicSpec
+
+    name = topic_factory("drift", partitions=2)
+    spec = TopicSpec(name, "lead_id", "input", "test", "test", 4, {})
+
+    report = ensure_topics(kafka_bootstrap, [spec])
+
+    assert report.created == []
+    assert report.existing == [name]
+    assert report.partition_mismatch == {name: (2, 4)}
+    assert any("has 2 partitions, the catalog wants 4" in line for line in report.lines())
+
+
 def test_topics_cli_creates_then_reports_existing(
     kafka_bootstrap: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
