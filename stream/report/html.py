@@ -23,6 +23,7 @@ import orjson
 
 PROGRAM_ORDER = (
     "(new)",
+    "prospect",
     "low_touch",
     "mql_nurture",
     "trial_nurture",
@@ -152,7 +153,8 @@ share of each group's converted entries per bucket (so nurtured and holdout comp
 "use strict";
 var D=JSON.parse(document.getElementById("data").textContent);
 var NS="http://www.w3.org/2000/svg";
-var COLORS={"(new)":"#8a93a6",low_touch:"#b0b7c3",mql_nurture:"#3461d1",trial_nurture:"#7b4fd6",
+var COLORS={"(new)":"#8a93a6",prospect:"#c9b458",low_touch:"#b0b7c3",
+mql_nurture:"#3461d1",trial_nurture:"#7b4fd6",
 re_engagement:"#e08a2c",expansion_nurture:"#2a9d6f",sales:"#d1344b",customer:"#1f8a9e",
 csm:"#0f6d55",inactive:"#6b6b6b",unsubscribed:"#444"};
 function color(p){return COLORS[p]||"#999";}
