@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from stream.replay import EventTimeRunner, iter_lines, open_events
 from stream.report.html import contribution_rows
 from topics.parse import InvalidEvent, parse_event
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from stream.core.config import RulesConfig
     from stream.core.engine import StepResult
 
-Step = tuple[str, str | None, str]
+Step = tuple[str, str | None, str, bytes]  # to_program, to_state, reason, signals (JSON)
 
 
 @dataclass(slots=True)
@@ -41,7 +43,9 @@ class _Side:
         for tr in result.transitions:
             record = tr.to_record()
             self.report.add_transition(record)
-            self.paths.setdefault(tr.lead_id, []).append((tr.to_program, tr.to_state, tr.reason))
+            self.paths.setdefault(tr.lead_id, []).append(
+                (tr.to_program, tr.to_state, tr.reason, orjson.dumps(record["signals"]))
+            )
         for action in result.actions:
             self.report.add_action(action.to_record())
         self.transitions += len(result.transitions)
@@ -74,13 +78,14 @@ def compare_contribution(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str,
             row.setdefault(f"{side}_rate", None)
         ra, rb = row["a_rate"], row["b_rate"]
         row["rate_delta"] = round(rb - ra, 4) if ra is not None and rb is not None else None
-        result.append(row)
+        if row["a_entries"] or row["b_entries"]:
+            result.append(row)
     return result
 
 
 def _first_divergence(pa: list[Step], pb: list[Step]) -> int:
     for i, (x, y) in enumerate(zip(pa, pb, strict=False)):
-        if x != y:
+        if x[:3] != y[:3]:
             return i
     return min(len(pa), len(pb))
 
@@ -88,8 +93,17 @@ def _first_divergence(pa: list[Step], pb: list[Step]) -> int:
 def _describe(path: list[Step], i: int) -> dict[str, Any] | None:
     if i >= len(path):
         return None
-    program, state, reason = path[i]
-    return {"to_program": program, "to_state": state, "reason": reason}
+    program, state, reason, signals = path[i]
+    return {
+        "to_program": program,
+        "to_state": state,
+        "reason": reason,
+        "signals": orjson.loads(signals),
+    }
+
+
+def _same_path(pa: list[Step], pb: list[Step]) -> bool:
+    return len(pa) == len(pb) and all(x[:3] == y[:3] for x, y in zip(pa, pb, strict=True))
 
 
 def backtest_file(
@@ -126,7 +140,9 @@ def backtest_file(
         runner.finish(until)
     a, b = sides
     leads = sorted(set(a.paths) | set(b.paths))
-    differing = [lead for lead in leads if a.paths.get(lead, []) != b.paths.get(lead, [])]
+    differing = [
+        lead for lead in leads if not _same_path(a.paths.get(lead, []), b.paths.get(lead, []))
+    ]
     picked = sorted(differing, key=lambda lead: (zlib.crc32(lead.encode()), lead))[:sample]
     samples = []
     for lead in sorted(picked):
@@ -136,11 +152,11 @@ def backtest_file(
             {
                 "lead_id": lead,
                 "diverges_at_transition": i,
-                "common_prefix": [f"{p}/{s}" for p, s, _ in pa[:i]],
+                "common_prefix": [f"{p}/{s}" for p, s, _, _ in pa[:i]],
                 a.label: _describe(pa, i),
                 b.label: _describe(pb, i),
-                f"{a.label}_path": [f"{p}/{s} ({r})" for p, s, r in pa],
-                f"{b.label}_path": [f"{p}/{s} ({r})" for p, s, r in pb],
+                f"{a.label}_path": [f"{p}/{s} ({r})" for p, s, r, _ in pa],
+                f"{b.label}_path": [f"{p}/{s} ({r})" for p, s, r, _ in pb],
             }
         )
     pipe_a, pipe_b = a.report.to_dict(), b.report.to_dict()

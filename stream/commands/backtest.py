@@ -34,6 +34,16 @@ def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{100 * rate:.1f}%"
 
 
+def _salient(signals: dict[str, Any]) -> dict[str, Any]:
+    """The signal values worth reading: drop zeros, falses, nulls and bookkeeping."""
+    skip = {"config_version"}
+    return {
+        k: v
+        for k, v in signals.items()
+        if k not in skip and v is not None and v is not False and v != 0
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     import orjson
     from rich.console import Console
@@ -56,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     doc["configs"] = {label: str(c) for label, c in zip(labels, args.config, strict=True)}
     if args.json is not None:
         args.json.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(
         f"[bold]backtest[/] {args.events}: {doc['events']} events, {doc['leads']} leads; "
         f"A = {args.config[0]}, B = {args.config[1]}"
@@ -88,8 +98,14 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"[bold]{doc['differing_leads']}[/] leads take a different path. Sample:")
     for item in doc["sample"]:
-        console.print(
-            f"  {item['lead_id']}: after {item['common_prefix'] or ['(start)']}\n"
-            f"    A: {item['A']}\n    B: {item['B']}"
-        )
+        console.print(f"  [bold]{item['lead_id']}[/] after {item['common_prefix'] or ['(start)']}")
+        for label in labels:
+            step = item[label]
+            text = (
+                "no transition"
+                if step is None
+                else f"{step['to_program']}/{step['to_state']} by {step['reason']} "
+                f"{orjson.dumps(_salient(step['signals'])).decode()}"
+            )
+            console.print(f"    {label}: {text}", highlight=False, markup=False)
     return 0
