@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from stream.core.config import RulesConfig
     from stream.metrics import Metrics
     from stream.settings import Settings
+    from topics.catalog import TopicSpec
 
 log = logging.getLogger("nurture.worker")
 
@@ -78,15 +79,15 @@ def create_app(
     leads = app.Table(
         "leads",
         partitions=n,
-        key_serializer="raw",
-        value_serializer="raw",
+        key_type=bytes,
+        value_type=bytes,
         options=table_options,
     )
     history = app.Table(
         "lead-history",
         partitions=n,
-        key_serializer="raw",
-        value_serializer="raw",
+        key_type=bytes,
+        value_type=bytes,
         options=table_options,
     )
 
@@ -148,8 +149,26 @@ def create_app(
     return app
 
 
+def tick_topic_spec(settings: Settings) -> TopicSpec:
+    """The internal tick topic: co-partitioned with the inputs, short retention (ticks are
+    worthless once processed; a re-delivered tick is harmless)."""
+    from stream.runtime.agent import tick_topic_name
+    from topics.catalog import TopicSpec
+
+    return TopicSpec(
+        tick_topic_name(settings),
+        "none (explicit partition)",
+        "internal",
+        "worker ticker",
+        "worker",
+        settings.topic_partitions,
+        {"retention.ms": str(6 * 3600 * 1000), "cleanup.policy": "delete"},
+    )
+
+
 def run_worker(settings: Settings | None = None) -> int:
-    """Create the topics if missing, then run the worker until SIGTERM/SIGINT (graceful)."""
+    """Create the topics if missing (the catalog's and the tick topic; ``faust -A stream.app``
+    expects them to exist), then run the worker until SIGTERM/SIGINT (graceful)."""
     import faust
 
     from stream.settings import load_settings
@@ -158,7 +177,7 @@ def run_worker(settings: Settings | None = None) -> int:
     s = settings if settings is not None else load_settings()
     ensure_topics(
         s.kafka_bootstrap_servers,
-        catalog_from_settings(s),
+        (*catalog_from_settings(s), tick_topic_spec(s)),
         replication_factor=s.replication_factor,
     )
     app = create_app(s)

@@ -43,7 +43,8 @@ def lead_view(agent: LeadAgent, lead_id: str) -> dict[str, Any] | None:
     if rec is None or rec.state is None:
         return None
     state = rec.state
-    doc = dataclasses.asdict(state)
+    doc = state._asdict() if hasattr(state, "_asdict") else dataclasses.asdict(state)
+    doc = orjson.loads(orjson.dumps(doc, default=list))
     timers = [
         {"timer_id": t.timer_id, "kind": t.kind, "due": ms_to_rfc3339(t.due), "due_ms": t.due}
         for t in sorted(state.timers)
