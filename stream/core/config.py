@@ -11,6 +11,7 @@ the engine then evaluates a lead mid-program with the version it entered under
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+_DAY = 86_400_000
 
 
 class ConfigError(ValueError):
@@ -164,6 +166,17 @@ class DedupeRules(_Section):
     max_event_ids: int = Field(default=32, ge=1, le=4096)
 
 
+@dataclass(frozen=True, slots=True)
+class Derived:
+    """Values the hot path needs in epoch milliseconds, computed once per config."""
+
+    fit_points: dict[str, int]
+    score_decay_ms: int
+    signal_window_ms: int
+    signal_retention_ms: int
+    frequency_window_ms: int
+
+
 class RulesConfig(_Section):
     """The whole rule set. Frozen; ``version`` is recorded by every program entry."""
 
@@ -180,6 +193,14 @@ class RulesConfig(_Section):
 
     _history: dict[str, RulesConfig] = PrivateAttr(default_factory=dict)
 
+    @property
+    def ms(self) -> Derived:
+        """Derived millisecond values (cached per config object)."""
+        hit = _DERIVED.get(id(self))
+        if hit is not None and hit[0] is self:
+            return hit[1]
+        return _derive(self)
+
     def for_version(self, version: str | None) -> RulesConfig:
         """The rules a lead entered its program under (this config if unknown or None)."""
         if version is None or version == self.version:
@@ -189,6 +210,25 @@ class RulesConfig(_Section):
     @property
     def known_versions(self) -> tuple[str, ...]:
         return (self.version, *sorted(self._history))
+
+
+_DERIVED: dict[int, tuple[RulesConfig, Derived]] = {}
+
+
+def _derive(cfg: RulesConfig) -> Derived:
+    fit = cfg.score.fit_points
+    width = max(cfg.signals.window_days, cfg.mql.handoff_window_days)
+    derived = Derived(
+        fit_points={"high": fit.high, "medium": fit.medium, "out": fit.out, "unknown": fit.unknown},
+        score_decay_ms=int(cfg.score.decay_days * _DAY),
+        signal_window_ms=int(cfg.signals.window_days * _DAY),
+        signal_retention_ms=2 * int(width * _DAY),
+        frequency_window_ms=int(cfg.emails.frequency_window_days * _DAY),
+    )
+    if len(_DERIVED) > 256:  # configs are few; keep the cache bounded anyway
+        _DERIVED.clear()
+    _DERIVED[id(cfg)] = (cfg, derived)
+    return derived
 
 
 def with_history(current: RulesConfig, *older: RulesConfig) -> RulesConfig:

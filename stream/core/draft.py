@@ -9,6 +9,7 @@ transition names its rule and signals (``icp_tier`` always), every email goes th
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 from stream.core.config import RulesConfig
@@ -20,6 +21,10 @@ STRUCTURED = frozenset({"mql_nurture", "trial_nurture", "re_engagement", "expans
 EXITS = frozenset({"sales", "customer", "csm", "inactive", "unsubscribed"})
 DAY = 86_400_000
 HOUR = 3_600_000
+
+
+_make = tuple.__new__
+_timer_key = attrgetter("due", "timer_id")
 
 
 class Draft:
@@ -54,49 +59,14 @@ class Draft:
         "signal_events",
         "timer_seq",
         "timers",
+        "timers_dirty",
         "trial_start",
         "usage",
         "watermark",
     )
 
     def __init__(self, s: LeadState) -> None:
-        self.lead_id = s.lead_id
-        self.account_id = s.account_id
-        self.icp_tier = s.icp_tier
-        self.company_size = s.company_size
-        self.industry = s.industry
-        self.program = s.program
-        self.program_state = s.program_state
-        self.program_entered_at = s.program_entered_at
-        self.program_version = s.program_version
-        self.holdout = s.holdout
-        self.reengage_context = s.reengage_context
-        self.watermark = s.watermark
-        self.last_activity_at = s.last_activity_at
-        self.last_movement_at = s.last_movement_at
-        self.score = s.score
-        self.mql_reached = s.mql_reached
-        self.sales_contacted = s.sales_contacted
-        self.customer = s.customer
-        self.email_blocked = s.email_blocked
-        self.score_events = s.score_events
-        self.signal_events = s.signal_events
-        self.trial_start = s.trial_start
-        self.activated_at = s.activated_at
-        self.features = s.features
-        self.sessions = s.sessions
-        self.checkpoints = s.checkpoints
-        self.limits = s.limits
-        self.usage = s.usage
-        self.expansion_fired = s.expansion_fired
-        self.send_times = s.send_times
-        self.seen_ids = s.seen_ids
-        self.timers: list[Timer] = list(s.timers)
-        self.timer_seq = s.timer_seq
-
-    def freeze(self) -> LeadState:
-        self.timers.sort()
-        return LeadState(
+        (
             self.lead_id,
             self.account_id,
             self.icp_tier,
@@ -128,8 +98,52 @@ class Draft:
             self.expansion_fired,
             self.send_times,
             self.seen_ids,
-            tuple(self.timers),
+            timers,
             self.timer_seq,
+        ) = s
+        self.timers: list[Timer] = list(timers)
+        self.timers_dirty = False
+
+    def freeze(self) -> LeadState:
+        if self.timers_dirty:
+            self.timers.sort(key=_timer_key)
+        return _make(
+            LeadState,
+            (
+                self.lead_id,
+                self.account_id,
+                self.icp_tier,
+                self.company_size,
+                self.industry,
+                self.program,
+                self.program_state,
+                self.program_entered_at,
+                self.program_version,
+                self.holdout,
+                self.reengage_context,
+                self.watermark,
+                self.last_activity_at,
+                self.last_movement_at,
+                self.score,
+                self.mql_reached,
+                self.sales_contacted,
+                self.customer,
+                self.email_blocked,
+                self.score_events,
+                self.signal_events,
+                self.trial_start,
+                self.activated_at,
+                self.features,
+                self.sessions,
+                self.checkpoints,
+                self.limits,
+                self.usage,
+                self.expansion_fired,
+                self.send_times,
+                self.seen_ids,
+                tuple(self.timers),
+                self.timer_seq,
+            ),
         )
 
     # -- timers -------------------------------------------------------------------------
@@ -138,6 +152,7 @@ class Draft:
         self.timer_seq += 1
         timer_id = f"{kind}@{key}" if key is not None else f"{kind}#{self.timer_seq}@{due}"
         self.timers.append(Timer(due, timer_id, kind))
+        self.timers_dirty = True
         return timer_id
 
     def cancel_timers(self, *kinds: str) -> None:
@@ -217,6 +232,19 @@ class Ctx:
             sig["holdout"] = d.holdout
             sig["config_version"] = d.program_version
         d.program_state = state
+        if program != from_program:
+            if from_program in STRUCTURED:
+                self.action(
+                    "exit", "email", None, reason, {"to_program": program}, program=from_program
+                )
+            if program in STRUCTURED:
+                self.action(
+                    "enroll",
+                    "email",
+                    None,
+                    reason,
+                    {"holdout": d.holdout, "config_version": d.program_version},
+                )
         self.transitions.append(
             Transition(
                 d.lead_id,

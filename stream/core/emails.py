@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.core.draft import DAY, Ctx
+from stream.core.draft import Ctx
 
 
 def send_email(ctx: Ctx, template: str, reason: str, context: dict[str, Any] | None = None) -> bool:
@@ -24,7 +24,7 @@ def send_email(ctx: Ctx, template: str, reason: str, context: dict[str, Any] | N
         ctx.action("skipped", "email", template, reason, context, skip_reason="holdout")
         return False
     rules = ctx.cfg.emails
-    horizon = ctx.now - int(rules.frequency_window_days * DAY)
+    horizon = ctx.now - ctx.cfg.ms.frequency_window_ms
     recent = [t for t in d.send_times if t > horizon]
     if len(recent) >= rules.frequency_cap:
         d.send_times = tuple(recent)

@@ -119,11 +119,23 @@ def _on_timer(state: LeadState, tf: TimerFired, config: RulesConfig) -> StepResu
 
 
 def _on_silence(ctx: Ctx) -> None:
+    """Lazy silence timer: if there was activity since it was armed, re-arm at the real due
+    time; otherwise the lead has been silent long enough: re-engagement."""
     d = ctx.d
     if d.program == "mql_nurture":
-        reengage.enter(ctx, "mql", "reengage.mql_silence")
-    elif d.program == "trial_nurture" and d.checkpoints:
-        reengage.enter(ctx, "trial", "reengage.trial_silence")
+        due: int | None = mql.silence_due(ctx)
+        context, reason = "mql", "reengage.mql_silence"
+    elif d.program == "trial_nurture":
+        due = trial.silence_due(ctx)
+        context, reason = "trial", "reengage.trial_silence"
+    else:
+        return
+    if due is None:
+        return
+    if due > ctx.at:
+        d.add_timer("silence", due)
+    else:
+        reengage.enter(ctx, context, reason)
 
 
 def _rules(ctx: Ctx, inp: Event, flags: int, new_trial: bool) -> None:
@@ -156,7 +168,7 @@ def _rules(ctx: Ctx, inp: Event, flags: int, new_trial: bool) -> None:
             ctx.move(
                 "customer", "upgraded", "crm.subscription_upgraded", {"limits": dict(d.limits)}
             )
-        elif d.program not in ("customer", "unsubscribed"):
+        elif d.program != "customer":
             _converted(ctx)
         return
     # -- ICP gate: out-of-ICP never sits in a structured program -------------------------
@@ -252,7 +264,14 @@ def _converted(ctx: Ctx) -> None:
             "handoff_min_features": ctx.pcfg.trial.handoff_min_features,
         }
         ctx.move("customer", "onboarding", "trial.converted_handoff", signals)
-        ctx.action("handoff", "csm_task", None, "trial.converted_handoff", signals)
+        ctx.action(
+            "handoff",
+            "csm_task",
+            None,
+            "trial.converted_handoff",
+            signals,
+            program="trial_nurture",
+        )
         return
     ctx.move(
         "customer",
@@ -274,8 +293,8 @@ def _reconcile_timers(ctx: Ctx) -> None:
         mql.desired_timers(ctx)
     elif program == "trial_nurture":
         trial.desired_timers(ctx)
-    else:
-        d.ensure_timer("silence", None)
+    elif d.timers:
+        d.cancel_timers("silence")
     if program not in ("trial_nurture", "re_engagement") or d.customer:
         d.cancel_prefix("trial.")
     if program in EXITS or program == "low_touch":

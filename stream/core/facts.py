@@ -64,11 +64,15 @@ def add_score(d: Draft, at: int, points: int, cfg: RulesConfig) -> None:
 
 def compute_score(d: Draft, now: int, cfg: RulesConfig) -> int:
     """Fit points plus every contribution still inside its decay window at ``now``."""
-    fit = getattr(cfg.score.fit_points, d.icp_tier, 0)
-    horizon = now - int(cfg.score.decay_days * DAY)
-    if d.score_events and d.score_events[0][0] <= horizon:
-        d.score_events = tuple(e for e in d.score_events if e[0] > horizon)
-    return int(fit) + sum(p for at, p in d.score_events if at <= now)
+    ms = cfg.ms
+    fit = ms.fit_points.get(d.icp_tier, 0)
+    events = d.score_events
+    if not events:
+        return fit
+    horizon = now - ms.score_decay_ms
+    if events[0][0] <= horizon:
+        events = d.score_events = tuple(e for e in events if e[0] > horizon)
+    return fit + sum([p for at, p in events if at <= now])
 
 
 def add_signal(d: Draft, at: int, kind: str, cfg: RulesConfig) -> None:
@@ -80,15 +84,14 @@ def add_signal(d: Draft, at: int, kind: str, cfg: RulesConfig) -> None:
 
 
 def prune_signals(d: Draft, now: int, cfg: RulesConfig) -> None:
-    width = max(cfg.signals.window_days, cfg.mql.handoff_window_days)
-    horizon = now - 2 * int(width * DAY)
-    if d.signal_events and d.signal_events[0][0] < horizon:
+    if d.signal_events and d.signal_events[0][0] < now - cfg.ms.signal_retention_ms:
+        horizon = now - cfg.ms.signal_retention_ms
         d.signal_events = tuple(e for e in d.signal_events if e[0] >= horizon)
 
 
 def signal_counts(d: Draft, now: int, cfg: RulesConfig) -> dict[str, int]:
     """Counts per signal family in the current window ``(now - window, now]``."""
-    horizon = now - int(cfg.signals.window_days * DAY)
+    horizon = now - cfg.ms.signal_window_ms
     pricing = comparison = roi = case_study = sales = decision = consideration = 0
     for at, kind in d.signal_events:
         if at <= horizon or at > now:

@@ -7,8 +7,7 @@ so one lead's state stays a few hundred bytes whatever its history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -17,8 +16,9 @@ from stream.core.model import Timer
 CODEC_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class LeadState:
+class LeadState(NamedTuple):
+    """Immutable (a NamedTuple: cheap to build, which the hot path does once per step)."""
+
     lead_id: str
     account_id: str | None = None
     # segmentation: ICP fit (gate) from firmographics
@@ -64,45 +64,8 @@ class LeadState:
 
 def encode_state(state: LeadState) -> bytes:
     """Compact bytes for RocksDB / the changelog. ``decode_state(encode_state(s)) == s``."""
-    s = state
-    return orjson.dumps(
-        [
-            CODEC_VERSION,
-            s.lead_id,
-            s.account_id,
-            s.icp_tier,
-            s.company_size,
-            s.industry,
-            s.program,
-            s.program_state,
-            s.program_entered_at,
-            s.program_version,
-            s.holdout,
-            s.reengage_context,
-            s.watermark,
-            s.last_activity_at,
-            s.last_movement_at,
-            s.score,
-            s.mql_reached,
-            s.sales_contacted,
-            s.customer,
-            s.email_blocked,
-            s.score_events,
-            s.signal_events,
-            s.trial_start,
-            s.activated_at,
-            s.features,
-            s.sessions,
-            s.checkpoints,
-            s.limits,
-            s.usage,
-            s.expansion_fired,
-            s.send_times,
-            s.seen_ids,
-            [(t.due, t.timer_id, t.kind) for t in s.timers],
-            s.timer_seq,
-        ]
-    )
+    timers = [(t.due, t.timer_id, t.kind) for t in state.timers]
+    return orjson.dumps([CODEC_VERSION, *state[:-2], timers, state.timer_seq])
 
 
 def _pairs(items: list[Any]) -> tuple[Any, ...]:

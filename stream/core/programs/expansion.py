@@ -41,8 +41,16 @@ def _limit(ctx: Ctx, metric: str) -> float | None:
 
 
 def handoff(ctx: Ctx, reason: str, signals: dict[str, Any]) -> None:
+    program = ctx.d.program or "customer"
     ctx.move("csm", "expansion_handoff", reason, signals)
-    ctx.action("handoff", "csm_task", None, reason, {**signals, "icp_tier": ctx.d.icp_tier})
+    ctx.action(
+        "handoff",
+        "csm_task",
+        None,
+        reason,
+        {**signals, "icp_tier": ctx.d.icp_tier},
+        program=program,
+    )
 
 
 def _trigger(ctx: Ctx, reason: str, template: str, ctxt: dict[str, Any]) -> None:

@@ -67,6 +67,7 @@ def check_handoff(ctx: Ctx, t: int | None) -> bool:
         "score": d.score,
         **counts,
     }
+    program = d.program or "mql_nurture"
     ctx.move("sales", "sql", "mql.decision_signals", signals)
     context = {
         **signals,
@@ -75,7 +76,7 @@ def check_handoff(ctx: Ctx, t: int | None) -> bool:
         "industry": d.industry,
         "features_used": len(d.features),
     }
-    ctx.action("handoff", "sales_task", None, "mql.decision_signals", context)
+    ctx.action("handoff", "sales_task", None, "mql.decision_signals", context, program=program)
     return True
 
 
@@ -94,33 +95,57 @@ def on_signal(ctx: Ctx, new_decision_at: int | None, moved: bool) -> None:
         send_email(ctx, _template(ctx, stage), "mql.stage_" + stage, {"buying_stage": stage})
 
 
-def on_stale(ctx: Ctx) -> None:
+def stale_due(ctx: Ctx) -> int | None:
     d = ctx.d
-    since = d.last_movement_at if d.last_movement_at is not None else d.program_entered_at
-    if since is None or d.program_state == "stale":
+    if d.program_state == "stale":
+        return None
+    entered = d.program_entered_at or 0
+    since = max(d.last_movement_at or entered, entered)
+    return since + int(ctx.pcfg.mql.stale_after_days * DAY)
+
+
+def silence_due(ctx: Ctx) -> int:
+    d = ctx.d
+    entered = d.program_entered_at or 0
+    return max(d.last_activity_at or entered, entered) + int(ctx.pcfg.mql.silence_days * DAY)
+
+
+def on_stale(ctx: Ctx) -> None:
+    """The stale timer is lazy: movement does not move it; on firing it re-arms itself at the
+    real due time if the lead moved meanwhile, else flags the lead stale."""
+    d = ctx.d
+    due = stale_due(ctx)
+    if due is None:
         return
-    days = (ctx.now - since) / DAY
-    if days >= ctx.pcfg.mql.stale_after_days:
-        ctx.move(
-            "mql_nurture",
-            "stale",
-            "mql.stale",
-            {
-                "days_without_movement": round(days, 2),
-                "score": d.score,
-                "stale_after_days": ctx.pcfg.mql.stale_after_days,
-            },
-        )
+    if due > ctx.at:
+        d.add_timer("mql.stale", due)
+        return
+    since = d.last_movement_at if d.last_movement_at is not None else d.program_entered_at
+    days = (ctx.at - (since or 0)) / DAY
+    ctx.move(
+        "mql_nurture",
+        "stale",
+        "mql.stale",
+        {
+            "days_without_movement": round(days, 2),
+            "score": d.score,
+            "stale_after_days": ctx.pcfg.mql.stale_after_days,
+        },
+    )
 
 
 def desired_timers(ctx: Ctx) -> None:
+    """Arm the stale and silence timers if missing (lazy: never moved on activity)."""
     d = ctx.d
-    rules = ctx.pcfg.mql
-    entered = d.program_entered_at or 0
-    if d.program_state == "stale":
-        d.ensure_timer("mql.stale", None)
-    else:
-        since = max(d.last_movement_at or entered, entered)
-        d.ensure_timer("mql.stale", since + int(rules.stale_after_days * DAY))
-    quiet_since = max(d.last_activity_at or entered, entered)
-    d.ensure_timer("silence", quiet_since + int(rules.silence_days * DAY))
+    has_stale = has_silence = False
+    for t in d.timers:
+        if t.kind == "mql.stale":
+            has_stale = True
+        elif t.kind == "silence":
+            has_silence = True
+    if not has_stale:
+        due = stale_due(ctx)
+        if due is not None:
+            d.add_timer("mql.stale", due)
+    if not has_silence:
+        d.add_timer("silence", silence_due(ctx))

@@ -112,7 +112,7 @@ def revise_48h(ctx: Ctx) -> None:
     if new == judged:
         return
     d.checkpoints = tuple((n, new if n == "48h" else s) for n, s in d.checkpoints)
-    if d.program == "trial_nurture" and d.program_state in ("activated", "engaged_not_activated"):
+    if d.program == "trial_nurture" and "7d" not in dict(d.checkpoints):
         signals = {
             **engagement(ctx, due),
             "checkpoint": "48h",
@@ -128,7 +128,12 @@ def upgrade_intent(ctx: Ctx, intent: str) -> None:
     signals = {**engagement(ctx), "intent": intent}
     ctx.move("sales", "sql", "trial.upgrade_intent", signals)
     ctx.action(
-        "handoff", "sales_task", None, "trial.upgrade_intent", {**signals, "icp_tier": d.icp_tier}
+        "handoff",
+        "sales_task",
+        None,
+        "trial.upgrade_intent",
+        {**signals, "icp_tier": d.icp_tier},
+        program="trial_nurture",
     )
 
 
@@ -137,11 +142,19 @@ def paid_handoff_ready(ctx: Ctx) -> bool:
     return d.activated_at is not None and len(d.features) >= ctx.pcfg.trial.handoff_min_features
 
 
-def desired_timers(ctx: Ctx) -> None:
+def silence_due(ctx: Ctx) -> int | None:
     d = ctx.d
     if not d.checkpoints:
-        d.ensure_timer("silence", None)
-        return
+        return None
     last_cp = max(checkpoint_due(d, ctx, n) for n, _ in d.checkpoints)
     quiet_since = max(d.last_activity_at or 0, last_cp)
-    d.ensure_timer("silence", quiet_since + int(ctx.pcfg.trial.silence_days_after_checkpoint * DAY))
+    return quiet_since + int(ctx.pcfg.trial.silence_days_after_checkpoint * DAY)
+
+
+def desired_timers(ctx: Ctx) -> None:
+    """After a checkpoint, arm the (lazy) silence timer if missing."""
+    d = ctx.d
+    if d.checkpoints and d.timer_of("silence") is None:
+        due = silence_due(ctx)
+        if due is not None:
+            d.add_timer("silence", due)
