@@ -315,7 +315,9 @@ _MALFORMED: tuple[Callable[[dict[str, Any]], bytes], ...] = (
 )
 
 
-def lead_events(seed: int, index: int, created: int, end: int) -> Iterator[SimEvent]:
+def lead_events(
+    seed: int, index: int, created: int, end: int, late_share: float = LATE_SHARE
+) -> Iterator[SimEvent]:
     """Every line one lead contributes (in its own order), deterministic in (seed, index)."""
     rng = random.Random(f"{seed}:{index}")
     lead = _Lead(rng, index, created)
@@ -346,7 +348,9 @@ def lead_events(seed: int, index: int, created: int, end: int) -> Iterator[SimEv
         line = orjson.dumps(doc)
         deliver = at
         if roll < MALFORMED_SHARE + LATE_SHARE:
-            deliver = at + lead.hours(1, 12)
+            late_by = lead.hours(1, 12)  # drawn even when unused: same stream for every share
+            if roll < MALFORMED_SHARE + late_share:
+                deliver = at + late_by
         yield SimEvent(deliver, lead.lead_id, source, line)
         if rng.random() < DUPLICATE_SHARE:
             yield SimEvent(deliver + rng.randint(1_000, 600_000), lead.lead_id, source, line)
@@ -365,10 +369,12 @@ def generate(
     *,
     start: int | None = None,
     time_scale: float = 1.0,
+    late_share: float = LATE_SHARE,
 ) -> Iterator[SimEvent]:
     """All events of the simulation in delivery order, streamed through per-day bucket files
     (memory stays bounded by one day of events). With ``time_scale`` > 1 every offset from
-    ``start`` is divided by it (Kafka mode)."""
+    ``start`` is divided by it (Kafka mode). ``late_share`` (at most the default) sets the share
+    of events delivered late; with 0 the file is in event-time order except for duplicates."""
     start_ms = rfc3339_to_ms(DEFAULT_START) if start is None else start
     span = int(days * DAY_MS)
     spread = random.Random(f"{seed}:spread")
@@ -378,7 +384,7 @@ def generate(
         try:
             for index in range(leads):
                 created = start_ms + int(spread.random() * 0.8 * span)
-                for ev in lead_events(seed, index, created, start_ms + span):
+                for ev in lead_events(seed, index, created, start_ms + span, late_share):
                     deliver = start_ms + int((ev.deliver_at - start_ms) / time_scale)
                     line = ev.line
                     if time_scale != 1.0:

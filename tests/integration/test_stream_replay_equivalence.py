@@ -18,10 +18,14 @@ Assumptions, made explicit (they are what makes the comparison exact rather than
   lead has messages on two different topics; each round is produced only after the worker has
   processed every earlier message (its ``nurture_events_in_total`` + ``nurture_dead_letters_total``
   reached the count; a condition, polled). Within a round Kafka's per-partition order holds.
-* **Late events.** A late event (occurred_at below the watermark) sees timers fired up to the
-  *global* watermark in replay but up to its own lead's latest time in the worker (future-dated
-  mode). The test checks that the simulated input has no such case before comparing; it reports
-  the count of late events either way.
+* **No late events.** The simulator's late deliveries are turned off (duplicates, a few seconds
+  to minutes behind, and malformed lines stay). A late event sees timers fired up to the *global*
+  watermark in replay, but in future-dated mode the worker's clock for it is its own
+  ``occurred_at``, so the two would legitimately differ (seed 21: 223 late events change 3 of
+  9,172 transitions, in 2 leads). Live in real time the worker's clock is the wall clock, which
+  is the global watermark, i.e. what replay does. The test first checks, without Kafka, that a
+  model of the worker's per-lead clock gives exactly replay's outputs on this input, then
+  compares the worker.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ SEED = 21
 
 def build_input(path: Path) -> list[SimEvent]:
     start = (int(time.time() * 1000) // DAY_MS + 365) * DAY_MS
-    events = list(generate(LEADS, DAYS, SEED, start=start))
+    events = list(generate(LEADS, DAYS, SEED, start=start, late_share=0.0))
     last = max(e.deliver_at for e in events)
     t_end = last + HOUR_MS
     leads = sorted({e.lead_id for e in events})
