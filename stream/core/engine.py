@@ -73,7 +73,8 @@ def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) 
     d = Draft(state)
     ring = config.dedupe.max_event_ids
     seen = state.seen_ids
-    d.seen_ids = (*seen[len(seen) - ring + 1 :], inp.event_id) if ring > 1 else (inp.event_id,)
+    drop = len(seen) - ring + 1
+    d.seen_ids = (*(seen[drop:] if drop > 0 else seen), inp.event_id)
     now = inp.at if state.watermark is None or inp.at > state.watermark else state.watermark
     d.watermark = now
     if inp.account_id is not None and d.account_id is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from stream.core.config import RulesConfig
 from stream.core.engine import StepResult, step
@@ -88,14 +88,22 @@ def stream(seed: int, leads: int, events_per_lead: int) -> Iterator[Event]:
 
 
 def drive(
-    events: Iterator[Event], config: RulesConfig, states: dict[str, LeadState] | None = None
+    inputs: Iterable[Event | int],
+    config: RulesConfig,
+    states: dict[str, LeadState] | None = None,
 ) -> Iterator[StepResult]:
-    """Run events through ``step``, firing each lead's due timers (event time) before its next
-    event, like replay does. Yields every step result."""
+    """Run events through ``step``, firing due timers from event time the way replay does:
+    before an event at ``t`` every pending timer due at or before ``t`` fires (earliest first).
+    An ``int`` in ``inputs`` advances the clock to that time (firing what is due) without an
+    event. Yields every step result that did something (no-op timer firings are skipped)."""
     states = {} if states is None else states
     timers: list[tuple[int, str, str]] = []  # (due, lead_id, timer_id)
-    for e in events:
-        while timers and timers[0][0] <= e.at:
+    for lead, st in states.items():
+        for t in st.timers:
+            heapq.heappush(timers, (t.due, lead, t.timer_id))
+    for e in inputs:
+        until = e if isinstance(e, int) else e.at
+        while timers and timers[0][0] <= until:
             due, lead, tid = heapq.heappop(timers)
             before = states.get(lead)
             r = step(before, TimerFired(lead, tid, due), config)
@@ -103,6 +111,8 @@ def drive(
                 states[lead] = r.state
                 _push_new(timers, lead, before.timers, r)
                 yield r
+        if isinstance(e, int):
+            continue
         before = states.get(e.lead_id)
         r = step(before, e, config)
         states[e.lead_id] = r.state
