@@ -80,28 +80,30 @@ class LiveState:
             f"[bold]{len(self.where)}[/] leads",
             f"{self.transitions / elapsed if elapsed else 0:.0f} transitions/s",
         )
+        kinds = "  ".join(f"{k} [bold]{v}[/]" for k, v in sorted(self.action_types.items()))
+        top.add_row(kinds or "no actions yet", "", "", "")
         occ = Table(title="program occupancy", expand=True)
         occ.add_column("program")
         occ.add_column("leads", justify="right")
-        occ.add_column("")
+        occ.add_column("", width=24, no_wrap=True)
         peak = max(self.occupancy.values(), default=1) or 1
         for program in sorted(self.occupancy, key=_order):
             n = self.occupancy[program]
-            occ.add_row(program, str(n), "[cyan]" + "█" * int(24 * n / peak))
+            occ.add_row(program, str(n), "[cyan]" + "█" * int(22 * n / peak))
         trans = Table(title="recent transitions", expand=True)
         for col in ("at", "lead", "from", "to", "reason"):
-            trans.add_column(col, overflow="fold")
+            trans.add_column(col, overflow="ellipsis", no_wrap=True)
         for r in self.recent_transitions:
             trans.add_row(
                 str(r.get("at", ""))[11:19],
                 str(r.get("lead_id")),
-                f"{r.get('from_program')}/{r.get('from_state')}",
-                f"[bold]{r.get('to_program')}[/]/{r.get('to_state')}",
+                _where(r.get("from_program"), r.get("from_state")),
+                "[bold]" + _where(r.get("to_program"), r.get("to_state")) + "[/]",
                 str(r.get("reason")),
             )
         acts = Table(title="recent actions", expand=True)
         for col in ("lead", "type", "channel", "template / reason"):
-            acts.add_column(col, overflow="fold")
+            acts.add_column(col, overflow="ellipsis", no_wrap=True)
         for a in self.recent_actions:
             acts.add_row(
                 str(a.get("lead_id")),
@@ -122,6 +124,12 @@ class LiveState:
             f"{self.transitions} transitions, {self.actions} actions, {len(self.where)} leads\n"
             f"occupancy: {occ}\nactions: {acts}"
         )
+
+
+def _where(program: Any, state: Any) -> str:
+    if program is None:
+        return "(new)"
+    return f"{program}/{state}" if state is not None else str(program)
 
 
 def _order(program: str) -> tuple[int, str]:

@@ -55,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
     scale = args.time_scale or max(1.0, args.days * 86400 / 600)
     start = int(time.time() * 1000)
     events = generate(args.leads, args.days, args.seed, start=start, time_scale=scale)
-    sent = asyncio.run(produce(events, args.kafka, rate=args.rate, tee=args.tee))
+    try:
+        sent = asyncio.run(produce(events, args.kafka, rate=args.rate, tee=args.tee))
+    except KeyboardInterrupt:  # the demo stops the simulator with SIGINT; the tee is closed
+        print("simulator stopped", file=sys.stderr)
+        return 0
     print(f"sent {sent} messages to {args.kafka}", file=sys.stderr)
     return 0
 
