@@ -141,6 +141,35 @@ class WorkerProcess:
         except ValueError:
             return status, body.decode(errors="replace")
 
+    def metric_sum(self, name: str) -> float:
+        """Sum of all samples of one metric on the worker's /metrics (0 if absent)."""
+        status, body = self.get("/metrics")
+        if status != 200:
+            raise RuntimeError(f"/metrics answered {status}")
+        total = 0.0
+        for line in str(body).splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def processed(self) -> int:
+        """Input messages this worker process has handled (events + dead letters)."""
+        return int(
+            self.metric_sum("nurture_events_in_total")
+            + self.metric_sum("nurture_dead_letters_total")
+        )
+
+    def wait_processed(self, count: int, timeout: float = 60.0) -> None:
+        """Poll /metrics until this process has handled ``count`` input messages, or raise."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while time.monotonic() < deadline:
+            seen = self.processed()
+            if seen >= count:
+                return
+            time.sleep(0.1)  # poll interval of a condition with a deadline
+        raise TimeoutError(f"worker handled {seen} of {count} messages:\n{self.log_tail()}")
+
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Poll ``/readyz`` until it answers 200 (table recovered), or raise with the log tail."""
         deadline = time.monotonic() + timeout
@@ -329,3 +358,55 @@ def consume_all(
     (returning what was read: the caller asserts), or, without ``until``, after ``idle`` seconds
     without a new record. Each record is ``{key, value (parsed JSON), partition, offset}``."""
     return list(run(_consume(bootstrap, topic, until, timeout, idle, isolation)))
+
+
+async def _lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.structs import TopicPartition
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t))
+        ]
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group)
+        lag = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            done = meta.offset if meta is not None and meta.offset >= 0 else 0
+            lag += max(0, ends[tp] - done)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    await consumer._client._wait_on_metadata(topic)
+    return set(consumer.partitions_for_topic(topic) or ())
+
+
+def input_lag(settings: Settings) -> int:
+    """Messages on the input topics not yet committed by the worker's consumer group."""
+    return int(
+        run(_lag(settings.kafka_bootstrap_servers, settings.app_id, list(settings.input_topics)))
+    )
+
+
+def wait_consumed(settings: Settings, timeout: float = 120.0) -> None:
+    """Poll until the worker group has committed every input message (lag 0), or raise."""
+    deadline = time.monotonic() + timeout
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = input_lag(settings)
+        if lag == 0:
+            return
+        time.sleep(0.5)  # poll interval of a condition with a deadline
+    raise TimeoutError(f"input lag still {lag} after {timeout}s")
