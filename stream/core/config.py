@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 _DAY = 86_400_000
@@ -42,6 +50,11 @@ class IcpRules(_Section):
         "ecommerce",
         "healthcare tech",
     )
+
+    @field_validator("excluded_industries", "target_industries", mode="after")
+    @classmethod
+    def _lower(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(x.strip().lower() for x in v)
 
     @model_validator(mode="after")
     def _ordered(self) -> IcpRules:
