@@ -100,13 +100,19 @@ class EventTimeRunner:
         self.heap: list[tuple[int, str, str]] = []
         self.clock: int | None = None
         self.timers_fired = 0
+        self._last: dict[str, Any] = {}  # lead -> the timers tuple of its last step
 
     def _apply(self, lead_id: str, inp: Event | TimerFired) -> None:
         result = self._step(self.states.get(lead_id), inp, self.config)
         self.states[lead_id] = result.state
+        timers = result.timers
+        if timers is self._last.get(lead_id):
+            self.sink(result)  # the engine returned the very same timers: nothing to index
+            return
+        self._last[lead_id] = timers
         old = self.pending.get(lead_id)
-        if result.timers:
-            new = {t.timer_id: t.due for t in result.timers}
+        if timers:
+            new = {t.timer_id: t.due for t in timers}
             if new != old:
                 heap = self.heap
                 for timer_id, due in new.items():
@@ -258,9 +264,9 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=self._raw.tell(), events=events)
 
-    def close(self) -> None:
+    def close(self, events: int) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, completed=self._bar.tasks[0].total)
+            self._bar.update(self._task, completed=self._bar.tasks[0].total, events=events)
             self._bar.stop()
 
 
@@ -288,6 +294,7 @@ def replay_file(
     flow = FlowStats()
     stats = ReplayStats(config_version=str(getattr(config, "version", None)))
     dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
     first_at: int | None = None
 
     with (
@@ -300,13 +307,13 @@ def replay_file(
         def sink(result: StepResult) -> None:
             for tr in result.transitions:
                 record = tr.to_record()
-                t_out.write(dumps(record) + b"\n")
+                t_out.write(dumps(record, option=newline))
                 report.add_transition(record)
                 record["_at"] = tr.at
                 flow.add_transition(record)
             for action in result.actions:
                 record = action.to_record()
-                a_out.write(dumps(record) + b"\n")
+                a_out.write(dumps(record, option=newline))
                 report.add_action(record)
             stats.transitions += len(result.transitions)
             stats.actions += len(result.actions)
@@ -335,7 +342,7 @@ def replay_file(
                     bar.update(stats.events)
             horizon = runner.finish(until)
         finally:
-            bar.close()
+            bar.close(stats.events)
 
     stats.timers_fired = runner.timers_fired
     stats.leads = len(runner.states)
