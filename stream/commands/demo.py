@@ -153,6 +153,14 @@ def replay_report(out: Path, rules: Path | None) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C while starting up: everything started is already stopped
+        print("\ndemo interrupted during start-up; stopped", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     rules_path = out / "demo-rules.yaml"

@@ -53,3 +53,13 @@ def test_demo_runs_prints_transitions_and_stops_cleanly(tmp_path: Path) -> None:
     # the worker it started is gone: nothing answers on its port any more
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0
+    # and no process it started is left (the simulator's command line names the out folder)
+    left = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(out) in text:
+            left.append(text)
+    assert not left, left
