@@ -9,18 +9,20 @@ pending (fired or cancelled) is a no-op, which makes firing exactly-once per tim
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from stream.core.config import RulesConfig
 from stream.core.draft import EXITS, STRUCTURED, Ctx, Draft
 from stream.core.facts import (
     ACTIVITY,
     DECISION_ADDED,
+    SCORE_ADDED,
     SIGNAL_ADDED,
     TIER_CHANGED,
     compute_score,
     fold_event,
     prune_signals,
+    score_may_expire,
     signal_counts,
     start_trial,
 )
@@ -50,8 +52,9 @@ HANDLED_TYPES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StepResult:
+class StepResult(NamedTuple):
+    """Immutable result of one step; unpacks as ``state, transitions, actions, timers``."""
+
     state: LeadState
     transitions: tuple[Transition, ...]
     actions: tuple[Action, ...]
@@ -82,14 +85,18 @@ def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) 
     ctx = Ctx(d, config, inp.event_id, inp.at, now)
     flags = fold_event(d, inp.type, inp.at, inp.properties, config)
     new_trial = inp.type == "trial.started" and start_trial(d, inp.at, config)
-    d.score = compute_score(d, now, config)
+    if flags & (SCORE_ADDED | TIER_CHANGED) or score_may_expire(d, now, config):
+        d.score = compute_score(d, now, config)
     _rules(ctx, inp, flags, new_trial)
-    prune_signals(d, now, config)
-    return _finish(ctx)
+    if d.signal_events:
+        prune_signals(d, now, config)
+    return _finish(ctx, state.program)
 
 
-def _finish(ctx: Ctx) -> StepResult:
-    _reconcile_timers(ctx)
+def _finish(ctx: Ctx, program_before: str | None) -> StepResult:
+    # timers only need reconciling when the program or its state moved (or a timer fired)
+    if ctx.transitions or ctx.d.program != program_before or ctx.caused_by[:6] == "timer:":
+        _reconcile_timers(ctx)
     new = ctx.d.freeze()
     return StepResult(new, tuple(ctx.transitions), tuple(ctx.actions), new.timers)
 
@@ -103,7 +110,8 @@ def _on_timer(state: LeadState, tf: TimerFired, config: RulesConfig) -> StepResu
     now = tf.at if state.watermark is None or tf.at > state.watermark else state.watermark
     d.watermark = now
     ctx = Ctx(d, config, "timer:" + tf.timer_id, tf.at, now)
-    d.score = compute_score(d, now, config)
+    if score_may_expire(d, now, config):
+        d.score = compute_score(d, now, config)
     kind = timer.kind
     if kind == "silence":
         _on_silence(ctx)
@@ -116,7 +124,7 @@ def _on_timer(state: LeadState, tf: TimerFired, config: RulesConfig) -> StepResu
             trial.on_checkpoint(ctx, name, timer.due)
     elif kind.startswith("reengage."):
         reengage.on_timer(ctx, kind)
-    return _finish(ctx)
+    return _finish(ctx, state.program)
 
 
 def _on_silence(ctx: Ctx) -> None:

@@ -55,11 +55,20 @@ def update_firmographics(d: Draft, props: Mapping[str, Any], cfg: RulesConfig) -
     return False
 
 
-def add_score(d: Draft, at: int, points: int, cfg: RulesConfig) -> None:
-    if points > 0:
-        lst = list(d.score_events)
-        insert_sorted(lst, (at, points), cfg.score.max_contributions)
-        d.score_events = tuple(lst)
+def add_score(d: Draft, at: int, points: int, cfg: RulesConfig) -> int:
+    """Record a score contribution; returns SCORE_ADDED when there was one."""
+    if points <= 0:
+        return 0
+    lst = list(d.score_events)
+    insert_sorted(lst, (at, points), cfg.score.max_contributions)
+    d.score_events = tuple(lst)
+    return SCORE_ADDED
+
+
+def score_may_expire(d: Draft, now: int, cfg: RulesConfig) -> bool:
+    """True when the oldest contribution has left its decay window (score must be redone)."""
+    events = d.score_events
+    return bool(events) and events[0][0] <= now - cfg.ms.score_decay_ms
 
 
 def compute_score(d: Draft, now: int, cfg: RulesConfig) -> int:
@@ -136,6 +145,7 @@ def decision_times(d: Draft) -> list[int]:
 TIER_CHANGED = 1
 SIGNAL_ADDED = 2
 DECISION_ADDED = 4
+SCORE_ADDED = 8
 
 
 def fold_event(d: Draft, etype: str, at: int, props: Mapping[str, Any], cfg: RulesConfig) -> int:
@@ -149,24 +159,24 @@ def fold_event(d: Draft, etype: str, at: int, props: Mapping[str, Any], cfg: Rul
     elif etype == "page.viewed":
         page = props.get("page")
         if isinstance(page, str):
-            add_score(d, at, cfg.score.page_points.get(page, 0), cfg)
+            flags = add_score(d, at, cfg.score.page_points.get(page, 0), cfg)
             if page in sig.decision_pages:
                 add_signal(d, at, "d:" + page, cfg)
-                flags = SIGNAL_ADDED | DECISION_ADDED
+                flags |= SIGNAL_ADDED | DECISION_ADDED
             elif page in sig.consideration_pages:
                 add_signal(d, at, "c:" + page, cfg)
-                flags = SIGNAL_ADDED
+                flags |= SIGNAL_ADDED
     elif etype == "content.downloaded":
-        add_score(d, at, cfg.score.content_download_points, cfg)
+        flags = add_score(d, at, cfg.score.content_download_points, cfg)
         content = props.get("content")
         if isinstance(content, str) and content in sig.decision_downloads:
             add_signal(d, at, "d:download_" + content, cfg)
-            flags = SIGNAL_ADDED | DECISION_ADDED
+            flags |= SIGNAL_ADDED | DECISION_ADDED
     elif etype == "roi_calculator.completed":
         add_signal(d, at, "d:roi_completed", cfg)
         flags = SIGNAL_ADDED | DECISION_ADDED
     elif etype == "email.clicked":
-        add_score(d, at, cfg.score.email_click_points, cfg)
+        flags = add_score(d, at, cfg.score.email_click_points, cfg)
     elif etype == "email.replied":
         if props.get("intent") in sig.decision_reply_intents:
             add_signal(d, at, "d:demo_request", cfg)
