@@ -170,6 +170,7 @@ class FlowStats:
     _open: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
 
     def add_transition(self, record: dict[str, Any]) -> None:
+        """``record`` is a transition record whose ``at`` is epoch ms (an int)."""
         src = record["from_program"] or "(new)"
         dst = record["to_program"]
         if src != dst:
@@ -179,12 +180,12 @@ class FlowStats:
         if dst in STRUCTURED_PROGRAMS and src != dst:
             signals = record["signals"]
             group = "holdout" if signals.get("holdout") is True else "nurtured"
-            self._open.setdefault(lead_id, []).append((dst, record["_at"], group))
+            self._open.setdefault(lead_id, []).append((dst, record["at"], group))
         if record["reason"] == OPPORTUNITY_REASON:
             entries = self._open.get(lead_id)
             if not entries:
                 return
-            at = record["_at"]
+            at = record["at"]
             keep = []
             for program, entered, group in entries:
                 if entered <= at:
@@ -305,15 +306,18 @@ def replay_file(
     ):
 
         def sink(result: StepResult) -> None:
+            # records are written with the contract's RFC 3339 ``at``; the report and the flow
+            # stats accept epoch ms, which spares them parsing it back
             for tr in result.transitions:
                 record = tr.to_record()
                 t_out.write(dumps(record, option=newline))
+                record["at"] = tr.at
                 report.add_transition(record)
-                record["_at"] = tr.at
                 flow.add_transition(record)
             for action in result.actions:
                 record = action.to_record()
                 a_out.write(dumps(record, option=newline))
+                record["at"] = action.at
                 report.add_action(record)
             stats.transitions += len(result.transitions)
             stats.actions += len(result.actions)

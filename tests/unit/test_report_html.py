@@ -64,7 +64,7 @@ def sample_doc() -> dict[str, Any]:
             )
     for record in records:
         report.add_transition(record)
-        flow.add_transition({**record, "_at": _ms(record["at"])})
+        flow.add_transition({**record, "at": _ms(record["at"])})
     return {
         "replay": {"events": 120, "leads": 40, "transitions": len(records), "actions": 0},
         "pipeline": report.to_dict(),
