@@ -18,7 +18,6 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -202,151 +201,193 @@ def dashboard_and_alert_series() -> set[str]:
 
 
 # --- the known set of events ----------------------------------------------------------------
+#
+# Event times are "now" (minus a minute or two) so that every timer the core schedules is due
+# weeks ahead and none fires during the test. Lead ids are fixed (the topics are per-test).
+#
+# 6 out-of-ICP leads O-0..O-5 (4 employees: below the 10-employee gate): lead.created, then two
+#   pricing views each.
+# 4 high-ICP leads (200 employees, software): lead.created (fit 40 -> prospect), one pricing view
+#   (+15 = 55 >= 50: MQL) -> mql_nurture. Q-26 falls in the 5% holdout of mql_nurture (the
+#   precondition is asserted), Q-1..Q-3 do not.
+# 3 malformed messages: two not JSON, one without lead_id.
+#
+# Hand count:
+#   events in: crm lead.created 10, product page.viewed 6*2 + 4 = 16, total 26
+#   dead letters 3
+#   transitions: -> low_touch 6 (icp.out_of_icp), -> prospect 4, -> mql_nurture 4; total 14
+#   actions: enroll 4; email sends 3 (Q-1..Q-3); skipped 1 (Q-26, skip reason holdout)
+#   occupancy: low_touch 6, mql_nurture 4, prospect 0 (entered and left)
+#   pending timers: the worker's due index holds each lead's next due timer, so the gauge counts
+#   leads with a pending timer: the 4 MQL leads (each has silence and mql.stale pending)
+OUT_LEADS = [f"O-{i}" for i in range(6)]
+MQL_LEADS = ["Q-1", "Q-2", "Q-3", "Q-26"]
+HOLDOUT_LEAD = "Q-26"
 
-# 6 out-of-ICP leads (4 employees: below the 10-employee gate), each created once and viewing
-# the pricing page twice; 3 malformed messages. Hand count:
-#   crm lead.created          6
-#   product page.viewed      12
-#   dead letters              3   (not JSON x2, missing lead_id x1)
-#   transitions to low_touch  6   (an out-of-ICP lead never enters a structured program)
-#   actions                   0   for low_touch page views (no structured program, no sends)
-N_LEADS = 6
-VIEWS_PER_LEAD = 2
+
+def _firmographics(size: int) -> dict[str, Any]:
+    return {
+        "company_size": size,
+        "industry": "software",
+        "country": "DE",
+        "tech_stack": [],
+        "source": "webinar",
+        "title": "founder",
+    }
 
 
-def known_events(run: str) -> tuple[list[tuple[str, bytes, bytes]], list[tuple[str, bytes]]]:
-    """([(topic-kind, key, value)], [(topic-kind, raw bad value)])."""
-    good: list[tuple[str, bytes, bytes]] = []
-    for i in range(N_LEADS):
-        lead = f"L-{run}-{i}"
-        created = {
-            "event_id": f"{lead}-created",
-            "type": "lead.created",
-            "lead_id": lead,
-            "account_id": f"A-{run}-{i}",
-            "occurred_at": "2026-11-20T10:00:00Z",
-            "properties": {
-                "company_size": 4,
-                "industry": "software",
-                "country": "DE",
-                "tech_stack": [],
-                "source": "webinar",
-                "title": "founder",
-            },
-        }
-        good.append(("crm", lead.encode(), json.dumps(created).encode()))
-        for v in range(VIEWS_PER_LEAD):
-            view = {
-                "event_id": f"{lead}-view-{v}",
+def known_events() -> tuple[list[dict[str, Any]], list[bytes]]:
+    from stream.core.model import ms_to_rfc3339
+
+    t0 = (int(time.time()) - 120) * 1000
+    events: list[dict[str, Any]] = []
+    for lead in OUT_LEADS:
+        events.append(
+            {
+                "event_id": f"{lead}-created",
+                "type": "lead.created",
+                "lead_id": lead,
+                "account_id": f"A-{lead}",
+                "occurred_at": ms_to_rfc3339(t0),
+                "properties": _firmographics(4),
+            }
+        )
+        for v in range(2):
+            events.append(
+                {
+                    "event_id": f"{lead}-view-{v}",
+                    "type": "page.viewed",
+                    "lead_id": lead,
+                    "occurred_at": ms_to_rfc3339(t0 + (v + 1) * 1000),
+                    "properties": {"page": "pricing"},
+                }
+            )
+    for lead in MQL_LEADS:
+        events.append(
+            {
+                "event_id": f"{lead}-created",
+                "type": "lead.created",
+                "lead_id": lead,
+                "occurred_at": ms_to_rfc3339(t0),
+                "properties": _firmographics(200),
+            }
+        )
+        events.append(
+            {
+                "event_id": f"{lead}-view",
                 "type": "page.viewed",
                 "lead_id": lead,
-                "occurred_at": f"2026-11-20T1{v + 1}:00:00Z",
+                "occurred_at": ms_to_rfc3339(t0 + 1000),
                 "properties": {"page": "pricing"},
             }
-            good.append(("product", lead.encode(), json.dumps(view).encode()))
-    bad = [
-        ("crm", b"{not json"),
-        ("product", b"\xff\xfe garbage"),
-        (
-            "crm",
-            json.dumps(
-                {
-                    "event_id": f"bad-{run}",
-                    "type": "lead.created",
-                    "occurred_at": "2026-11-20T10:00:00Z",
-                }
-            ).encode(),
-        ),
-    ]
-    return good, bad
+        )
+    missing_lead = {"event_id": "bad-1", "type": "lead.created", "occurred_at": ms_to_rfc3339(t0)}
+    bad = [b"{not json", b"\xff\xfe garbage", json.dumps(missing_lead).encode()]
+    return events, bad
 
 
-def produce(bootstrap: str, topics: dict[str, str], good: list[Any], bad: list[Any]) -> None:
-    """Send with a real Kafka producer, waiting for every acknowledgement."""
-    import asyncio
+def test_holdout_precondition_of_the_fixture() -> None:
+    from stream.core.config import load_config
+    from stream.core.ids import in_holdout
 
-    from aiokafka import AIOKafkaProducer
-
-    async def run() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
-        try:
-            futures = [
-                await producer.send(topics[kind], value=value, key=key) for kind, key, value in good
-            ]
-            futures += [
-                await producer.send(topics[kind], value=value, key=b"bad") for kind, value in bad
-            ]
-            await asyncio.gather(*futures)
-        finally:
-            await producer.stop()
-
-    asyncio.run(run())
+    pct = load_config().emails.holdout_pct
+    assert [lead for lead in MQL_LEADS if in_holdout(lead, "mql_nurture", pct)] == [HOLDOUT_LEAD]
 
 
 def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
     kafka_settings: Any, prometheus_factory: Callable[[list[str]], PrometheusServer]
 ) -> None:
-    from tests.support.worker import running_worker
+    from tests.support.worker import WorkerProcess, produce_events, produce_raw
 
     settings = kafka_settings
-    topics = {
-        "crm": settings.topic_crm_events,
-        "product": settings.topic_product_events,
-        "email": settings.topic_email_events,
-    }
-    run = uuid.uuid4().hex[:6]
-    good, bad = known_events(run)
+    crm, product = settings.topic_crm_events, settings.topic_product_events
+    events, bad = known_events()
 
-    with running_worker(settings) as worker:
-        metrics_url = f"{worker.url}/metrics"
+    with WorkerProcess.from_settings(settings) as worker:
+        worker.wait_ready()
         host_port = urllib.parse.urlparse(worker.url).netloc
         prom = prometheus_factory([host_port])
-        wait_for(prom.targets_up, 30, "the worker target to be up in Prometheus")
+        wait_for(prom.targets_up, 60, "the worker target to be up in Prometheus")
 
-        produce(settings.kafka_bootstrap_servers, topics, good, bad)
+        # input topics are not ordered against each other: let every lead.created (crm) be
+        # processed before the page views (product), or a view could create the lead first
+        created = [e for e in events if e["type"] == "lead.created"]
+        produce_events(settings, created)
+        wait_for(
+            lambda: prom.scalar("sum(nurture_events_in_total)") == len(created),
+            120,
+            "the lead.created events to be processed and scraped",
+        )
+        produce_events(settings, [e for e in events if e["type"] != "lead.created"])
+        produce_raw(
+            settings.kafka_bootstrap_servers,
+            [(crm, b"bad", bad[0]), (product, b"bad", bad[1]), (crm, b"bad", bad[2])],
+        )
 
-        crm, product = settings.topic_crm_events, settings.topic_product_events
         expected = {
-            f'sum(nurture_events_in_total{{topic="{crm}",type="lead.created"}})': 6.0,
-            f'sum(nurture_events_in_total{{topic="{product}",type="page.viewed"}})': 12.0,
-            "sum(nurture_events_in_total)": 18.0,
+            f'sum(nurture_events_in_total{{topic="{crm}",type="lead.created"}})': 10.0,
+            f'sum(nurture_events_in_total{{topic="{product}",type="page.viewed"}})': 16.0,
+            "sum(nurture_events_in_total)": 26.0,
             "sum(nurture_dead_letters_total)": 3.0,
-            'sum(nurture_transitions_total{to_program="low_touch"})': 6.0,
+            "sum(nurture_transitions_total)": 14.0,
+            'sum(nurture_transitions_total{to_program="low_touch",reason="icp.out_of_icp"})': 6.0,
+            'sum(nurture_transitions_total{to_program="mql_nurture"})': 4.0,
+            'sum(nurture_actions_total{type="enroll"})': 4.0,
+            'sum(nurture_actions_total{type="send",channel="email",program="mql_nurture"})': 3.0,
+            'sum(nurture_skipped_sends_total{reason="holdout"})': 1.0,
             'sum(nurture_leads{program="low_touch"})': 6.0,
+            'sum(nurture_leads{program="mql_nurture"})': 4.0,
+            "sum(nurture_timers_pending)": 4.0,
+            "sum(nurture_processing_latency_seconds_count)": 26.0,
             'count(up{job="nurture-worker"} == 1)': 1.0,
         }
 
-        def all_match() -> dict[str, float | None] | None:
-            got = {q: prom.scalar(q) for q in expected}
-            return None if got != expected else got
+        def results() -> dict[str, float | None]:
+            return {q: prom.scalar(q) for q in expected}
 
         try:
-            wait_for(all_match, 90, "Prometheus to report the known counts")
+            wait_for(lambda: results() == expected, 120, "Prometheus to report the known counts")
         except AssertionError:
-            got = {q: prom.scalar(q) for q in expected}
-            pytest.fail(f"PromQL results differ:\nexpected {expected}\ngot      {got}")
+            got = results()
+            diff = {q: (expected[q], got[q]) for q in expected if got[q] != expected[q]}
+            detail = [
+                (r["metric"], r["value"][1])
+                for q in ("nurture_transitions_total", "nurture_actions_total")
+                for r in prom.query(q)
+            ]
+            pytest.fail(f"PromQL (expected, got): {diff}\nseries: {detail}")
 
-        # no structured-program entries and no email for out-of-ICP leads
-        assert prom.scalar("sum(nurture_pipeline_entries_total)") in (None, 0.0)
-        assert prom.scalar('sum(nurture_actions_total{type="send"})') in (None, 0.0)
-        # the latency histogram saw the processed events through the scrape as well
-        count = prom.scalar("sum(nurture_processing_latency_seconds_count)")
-        assert count is not None and count >= 1
+        # the stored history saw both phases: 10 events (lead.created only), then 26
+        history = prom.api(
+            "query_range",
+            query="sum(nurture_events_in_total)",
+            start=str(time.time() - 300),
+            end=str(time.time()),
+            step="1",
+        )["result"]
+        values = sorted({float(v) for _, v in history[0]["values"]})
+        assert 10.0 in values and values[-1] == 26.0, values
 
-        body = _get(metrics_url)
+        body = _get(f"{worker.url}/metrics")
         # promtool lints the worker's real exposition
         lint = subprocess.run(
             ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60
         )
         assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
 
-        # every series the dashboard and the alerts query exists on the worker
+        # every series the dashboard and the alerts query exists on the worker's /metrics
         exposed = series_names(body.decode()) | PROMETHEUS_SYNTHETIC
-        missing = sorted(dashboard_and_alert_series() - exposed)
+        used = dashboard_and_alert_series()
+        assert len(used) >= 18
+        missing = sorted(used - exposed)
         assert not missing, f"dashboard/alert series missing from the worker's /metrics: {missing}"
 
-        # and Prometheus itself knows every nurture_* family of the dashboard by name
+        # and Prometheus stored the series it scraped under the same names
         names = set(prom.api("label/__name__/values"))
-        scraped_nurture = {n for n in names if n.startswith("nurture_")}
-        assert {"nurture_events_in_total", "nurture_dead_letters_total"} <= scraped_nurture
+        assert {
+            "nurture_events_in_total",
+            "nurture_dead_letters_total",
+            "nurture_transitions_total",
+            "nurture_actions_total",
+            "nurture_processing_latency_seconds_bucket",
+        } <= names
