@@ -67,7 +67,7 @@ class LiveState:
         self.recent_actions.appendleft(record)
         self.action_types[f"{record.get('type')}/{record.get('channel')}"] += 1
 
-    def render(self, header: str = "") -> Any:
+    def render(self, header: str = "", width: int = 160) -> Any:
         from rich.console import Group
         from rich.panel import Panel
         from rich.table import Table
@@ -81,7 +81,8 @@ class LiveState:
             f"{self.transitions / elapsed if elapsed else 0:.0f} transitions/s",
         )
         kinds = "  ".join(f"{k} [bold]{v}[/]" for k, v in sorted(self.action_types.items()))
-        top.add_row(kinds or "no actions yet", "", "", "")
+        narrow = width < 130
+        n_trans, n_acts = (7, 4) if narrow else (14, 10)
         occ = Table(title="program occupancy", expand=True)
         occ.add_column("program")
         occ.add_column("leads", justify="right")
@@ -91,31 +92,39 @@ class LiveState:
             n = self.occupancy[program]
             occ.add_row(program, str(n), "[cyan]" + "█" * int(22 * n / peak))
         trans = Table(title="recent transitions", expand=True)
-        for col in ("at", "lead", "from", "to", "reason"):
-            trans.add_column(col, overflow="ellipsis", no_wrap=True)
-        for r in self.recent_transitions:
-            trans.add_row(
-                str(r.get("at", ""))[11:19],
-                str(r.get("lead_id")),
-                _where(r.get("from_program"), r.get("from_state")),
-                "[bold]" + _where(r.get("to_program"), r.get("to_state")) + "[/]",
-                str(r.get("reason")),
+        cols = ("at", "lead", "to", "reason") if narrow else ("at", "lead", "from", "to", "reason")
+        for col in cols:
+            trans.add_column(
+                col, overflow="ellipsis", no_wrap=True, min_width={"at": 8, "lead": 9}.get(col)
             )
+        for r in list(self.recent_transitions)[:n_trans]:
+            cells = {
+                "at": str(r.get("at", ""))[11:19],
+                "lead": str(r.get("lead_id")),
+                "from": _where(r.get("from_program"), r.get("from_state")),
+                "to": "[bold]" + _where(r.get("to_program"), r.get("to_state")) + "[/]",
+                "reason": str(r.get("reason")),
+            }
+            trans.add_row(*(cells[c] for c in cols))
         acts = Table(title="recent actions", expand=True)
         for col in ("lead", "type", "channel", "template / reason"):
             acts.add_column(col, overflow="ellipsis", no_wrap=True)
-        for a in self.recent_actions:
+        for a in list(self.recent_actions)[:n_acts]:
             acts.add_row(
                 str(a.get("lead_id")),
                 str(a.get("type")) + (f" ({a['skip_reason']})" if a.get("skip_reason") else ""),
                 str(a.get("channel")),
                 str(a.get("template") or a.get("reason")),
             )
+        title = header or "nurture-stream live"
+        kinds_line = kinds or "no actions yet"
+        if narrow:  # stack the tables
+            return Panel(Group(top, kinds_line, occ, trans, acts), title=title)
         grid = Table.grid(expand=True)
         grid.add_column(ratio=1)
         grid.add_column(ratio=2)
         grid.add_row(occ, trans)
-        return Panel(Group(top, grid, acts), title=header or "nurture-stream live")
+        return Panel(Group(top, kinds_line, grid, acts), title=title)
 
     def summary(self) -> str:
         occ = ", ".join(f"{p}={self.occupancy[p]}" for p in sorted(self.occupancy, key=_order))
@@ -176,8 +185,9 @@ async def watch(
     )
     await consumer.start()
     live: Live | None = None
+    console = Console()
     if not plain:
-        live = Live(state.render(header), console=Console(), refresh_per_second=4)
+        live = Live(state.render(header, console.width), console=console, refresh_per_second=4)
         live.start()
     try:
         while not stop.is_set():
@@ -198,10 +208,10 @@ async def watch(
                     else:
                         state.add_action(record)
             if live is not None:
-                live.update(state.render(header))
+                live.update(state.render(header, console.width))
     finally:
         if live is not None:
-            live.update(state.render(header))
+            live.update(state.render(header, console.width))
             live.stop()
         await consumer.stop()
     return state
