@@ -9,7 +9,7 @@ Usage by the runtime (``stream/app.py``, ``stream/runtime/*``)::
     metrics.observe_action(record)           # each Action.to_record() published
     metrics.observe_latency(seconds)         # message timestamp -> actions produced
     metrics.timer_fired(lag_seconds)         # wall clock at firing minus timer due time
-    metrics.set_pending_timers(n)
+    metrics.set_pending_timers(n)           # leads with a pending timer (due index size)
     metrics.set_consumer_lag(topic, partition, lag)
     metrics.set_recovery_progress(fraction)  # 0.0 .. 1.0 while the table recovers
     metrics.set_occupancy(program, state, n) # or move_lead(...) on each transition
@@ -124,7 +124,8 @@ class Metrics:
         )
         self.timers_pending = Gauge(
             p + "timers_pending",
-            "Durable timers scheduled and not yet fired.",
+            "Leads with a pending durable timer (the worker's due index holds each lead's next "
+            "due timer).",
             registry=r,
         )
         self.recovery_progress = Gauge(
