@@ -8,10 +8,12 @@ JSON; the page's script draws three charts as SVG:
   is the number of transitions (``(new)`` is a lead's first routing);
 * contribution rate per program and ICP tier, nurtured against holdout (summed over cohorts:
   converted entries / entries), with entries and opportunities on hover;
-* time-to-opportunity histograms per program (days from entry to the first opportunity).
+* time-to-opportunity histograms per program (days from entry to the first opportunity);
+* per email template and tier, conversion of receivers against non-receivers.
 
 The output is deterministic (no timestamps), so replay stays byte-identical. Drawn elements carry
-the classes ``flow-band``, ``rate-bar`` and ``tto-bar``; the headless-browser test counts them.
+the classes ``flow-band``, ``rate-bar``, ``tto-bar`` and ``template-bar``; the headless-browser
+test counts them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ PROGRAM_ORDER = (
     "unsubscribed",
 )
 TIER_ORDER = ("high", "medium", "out", "unknown")
+MIN_RECEIVERS = 10  # template rows with fewer receivers are left out of the chart
 
 
 def _rank(name: str, order: tuple[str, ...]) -> tuple[int, str]:
@@ -70,6 +73,31 @@ def contribution_rows(pipeline: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def template_rows(pipeline: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per program x email template x tier: conversion of receivers against non-receivers."""
+    rows = []
+    templates = pipeline.get("templates", {})
+    for program in sorted(templates, key=lambda p: _rank(p, PROGRAM_ORDER)):
+        for template in sorted(templates[program]):
+            tiers = templates[program][template]
+            for tier in sorted(tiers, key=lambda t: _rank(t, TIER_ORDER)):
+                cell = tiers[tier]
+                if (cell.get("receivers") or 0) < MIN_RECEIVERS:
+                    continue  # too few leads to read a rate from
+                rows.append(
+                    {
+                        "program": program,
+                        "template": template,
+                        "tier": tier,
+                        "receivers": cell.get("receivers", 0),
+                        "receivers_rate": cell.get("receivers_rate"),
+                        "non_receivers": cell.get("non_receivers", 0),
+                        "non_receivers_rate": cell.get("non_receivers_rate"),
+                    }
+                )
+    return rows
+
+
 def chart_model(doc: dict[str, Any]) -> dict[str, Any]:
     flow = doc.get("flow", {})
     tto: dict[str, Any] = {}
@@ -81,6 +109,7 @@ def chart_model(doc: dict[str, Any]) -> dict[str, Any]:
         "flows": flow.get("flows", []),
         "order": list(PROGRAM_ORDER),
         "rates": contribution_rows(doc.get("pipeline", {})),
+        "templates": template_rows(doc.get("pipeline", {})),
         "tto_edges": flow.get("tto_edges_days", []),
         "tto": {p: tto[p] for p in sorted(tto, key=lambda p: _rank(p, PROGRAM_ORDER))},
     }
@@ -145,6 +174,13 @@ share of each group's converted entries per bucket (so nurtured and holdout comp
 <div class="legend"><span><i style="background:#2a9d6f"></i>nurtured</span>
 <span><i style="background:#b4dcc9"></i>holdout</span></div>
 <div class="small" id="tto"></div></section>
+<section><h2>Emails that go with conversion</h2>
+<p class="note">Per email template and ICP tier: share of leads sent it that reached an
+opportunity within the window, against nurtured leads of the same program who were not sent it.
+Association, not proof of cause. Rows with fewer than 10 receivers are left out.</p>
+<div class="legend"><span><i style="background:#d1344b"></i>sent the email</span>
+<span><i style="background:#f0b3bd"></i>not sent</span></div>
+<div id="templates"></div></section>
 </main>
 <div id="tip"></div>
 <script id="data" type="application/json">@@DATA@@</script>
@@ -255,7 +291,25 @@ if(i%2===0){text(svg,left+i*bw+bw/2,top+ch+14,String(e),"middle",{"font-size":"1
 text(svg,left+(W-left)/2,H-8,"days to opportunity","middle",{"font-size":"10.5px"});
 document.getElementById("tto").appendChild(svg);});}
 
-cards();flowChart();rateChart();ttoChart();
+function templateChart(){var rows=D.templates||[];
+if(!rows.length){empty("templates","No email sends.");return;}
+var max=0.05;rows.forEach(function(r){max=Math.max(max,r.receivers_rate||0,
+r.non_receivers_rate||0);});
+var rowH=30,left=330,W=1000,barW=W-left-120,H=rows.length*rowH+20;
+var svg=el("svg",{width:W,height:H,role:"img"},null);
+rows.forEach(function(r,i){var y=10+i*rowH;
+text(svg,left-8,y+15,r.template.replace(r.program+".","")+" \u00b7 "+r.tier+"  ("+
+r.program+")","end");
+[["sent",r.receivers_rate,r.receivers,"#d1344b",0],["not sent",r.non_receivers_rate,
+r.non_receivers,"#f0b3bd",1]].forEach(function(s){var w=barW*(s[1]||0)/max;
+var b=el("rect",{x:left,y:y+s[4]*12,width:Math.max(w,0.5),height:11,fill:s[3],
+"class":"template-bar"},svg);
+hover(b,r.template+" / "+r.tier+" / "+s[0]+": "+pct(s[1])+" of "+fmt(s[2])+" leads");
+text(svg,left+Math.max(w,0.5)+5,y+s[4]*12+9,pct(s[1])+" of "+fmt(s[2]),"start",
+{"font-size":"10px"});});});
+document.getElementById("templates").appendChild(svg);}
+
+cards();flowChart();rateChart();ttoChart();templateChart();
 document.body.setAttribute("data-rendered","yes");
 })();
 </script>

@@ -62,6 +62,24 @@ def sample_doc() -> dict[str, Any]:
                     holdout,
                 )
             )
+    for i in range(40):
+        for template in ("mql_nurture.problem", "mql_nurture.proof"):
+            if template.endswith("proof") and i % 2:
+                continue
+            report.add_action(
+                {
+                    "action_id": f"a{i}{template}",
+                    "lead_id": f"L{i}",
+                    "type": "send",
+                    "channel": "email",
+                    "program": "mql_nurture",
+                    "template": template,
+                    "reason": "r",
+                    "context": {},
+                    "caused_by": "e",
+                    "at": ms_to_rfc3339(T0 + i * 3_600_000 + 60_000),
+                }
+            )
     for record in records:
         report.add_transition(record)
         flow.add_transition({**record, "at": _ms(record["at"])})
@@ -134,6 +152,8 @@ def test_charts_draw_in_headless_chromium(tmp_path: Path) -> None:
     groups = {(r["program"], r["tier"]) for r in model["rates"] if r["entries"]}
     assert bars == 2 * len(groups)  # nurtured and holdout bar per program x tier
     assert tto > 0
+    template_bars = len(re.findall(r'class="template-bar"', dom))
+    assert model["templates"] and template_bars == 2 * len(model["templates"])
     # real geometry, not empty shapes
     heights = [float(h) for h in re.findall(r'class="rate-bar"[^>]*?height="([\d.]+)"', dom)]
     heights += [
