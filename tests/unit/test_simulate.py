@@ -113,3 +113,17 @@ def test_time_scale_compresses_offsets_toward_start() -> None:
     assert min(times) >= start
     assert max(times) <= start + 10 * DAY_MS / 864 + 1  # ten days in ~1000 s
     assert max(times) - min(times) > 500_000
+
+
+def test_kafka_mode_routes_each_source_to_its_configured_input_topic() -> None:
+    from stream.commands.simulate import topic_for
+    from stream.settings import Settings
+
+    settings = Settings(
+        topic_product_events="p.topic", topic_email_events="e.topic", topic_crm_events="c.topic"
+    )
+    assert topic_for("product", settings) == "p.topic"
+    assert topic_for("email", settings) == "e.topic"
+    assert topic_for("crm", settings) == "c.topic"
+    seen = {sim.source for sim in generate(200, 10, seed=1)}
+    assert seen == {"product", "email", "crm"}
