@@ -19,6 +19,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -391,3 +392,107 @@ def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
             "nurture_actions_total",
             "nurture_processing_latency_seconds_bucket",
         } <= names
+
+
+def _equals(get: Callable[[], float], value: float) -> bool:
+    return get() == value
+
+
+def _metric_total(body: str, sample: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+def test_worker_serves_pipeline_report_and_series(kafka_settings: Any) -> None:
+    """GET /report of a running worker and its nurture_pipeline_* series, against hand figures.
+
+    Q-1..Q-3 (nurtured) and Q-26 (holdout) enter mql_nurture at t0 + 1 s (t0 = 3 days ago);
+    Q-1 gets an opportunity 2 days after entry, Q-26 one day after entry. Hand figures for the
+    entry cohort (ISO week of t0), tier high:
+      nurtured: entries 3, opportunities 1, rate 1/3 = 0.333333, median = p90 = 2.0 days
+      holdout:  entries 1, opportunities 1, rate 1.0, median = p90 = 1.0 day
+      lift: rate points 0.333333 - 1.0 = -0.666667, relative 0.333333/1 - 1 = -0.666667,
+            median days saved 1.0 - 2.0 = -1.0
+    """
+    from stream.core.model import DAY_MS, ms_to_rfc3339
+    from stream.report.pipeline import build_report, iso_week
+    from tests.support.worker import WorkerProcess, consume_all, produce_events
+
+    settings = kafka_settings
+    t0 = (int(time.time()) - 3 * 86_400) * 1000
+    entry = t0 + 1000
+
+    def ev(lead: str, kind: str, at: int, **props: Any) -> dict[str, Any]:
+        return {
+            "event_id": f"{lead}-{kind}",
+            "type": kind,
+            "lead_id": lead,
+            "occurred_at": ms_to_rfc3339(at),
+            "properties": props,
+        }
+
+    created = [ev(lead, "lead.created", t0, **_firmographics(200)) for lead in MQL_LEADS]
+    views = [ev(lead, "page.viewed", entry, page="pricing") for lead in MQL_LEADS]
+    opps = [
+        ev("Q-1", "opportunity.created", entry + 2 * DAY_MS),
+        ev(HOLDOUT_LEAD, "opportunity.created", entry + DAY_MS),
+    ]
+
+    with WorkerProcess.from_settings(settings) as worker:
+        worker.wait_ready()
+        if worker.get("/report")[0] == 404:
+            pytest.skip("the worker does not serve GET /report yet (stream/runtime/web.py)")
+
+        def processed() -> float:
+            body = _get(f"{worker.url}/metrics").decode()
+            return _metric_total(body, "nurture_events_in_total")
+
+        # one phase per topic, so that cross-topic order is the intended one
+        for phase, total in ((created, 4), (views, 8), (opps, 10)):
+            produce_events(settings, phase)
+            wait_for(partial(_equals, processed, total), 120, f"{total} events processed")
+
+        cohort = iso_week(entry)
+        status, report = worker.get("/report")
+        assert status == 200, report
+        cell = report["programs"]["mql_nurture"][cohort]["high"]
+        assert cell["nurtured"] == {
+            "entries": 3,
+            "opportunities": 1,
+            "contribution_rate": 0.333333,
+            "time_to_opportunity_days": {"median": 2.0, "p90": 2.0},
+        }
+        assert cell["holdout"] == {
+            "entries": 1,
+            "opportunities": 1,
+            "contribution_rate": 1.0,
+            "time_to_opportunity_days": {"median": 1.0, "p90": 1.0},
+        }
+        assert cell["lift"] == {
+            "rate_points": -0.666667,
+            "relative": -0.666667,
+            "median_days_saved": -1.0,
+        }
+
+        body = _get(f"{worker.url}/metrics").decode()
+        lab = {"program": "mql_nurture", "cohort": cohort, "icp_tier": "high"}
+        entries = "nurture_pipeline_entries_total"
+        opps_total = "nurture_pipeline_opportunities_total"
+        assert _metric_total(body, entries, **lab, group="nurtured") == 3
+        assert _metric_total(body, entries, **lab, group="holdout") == 1
+        assert _metric_total(body, opps_total, **lab, group="nurtured") == 1
+        assert _metric_total(body, opps_total, **lab, group="holdout") == 1
+
+        # the report equals one rebuilt from the worker's own output topics
+        bootstrap = settings.kafka_bootstrap_servers
+        transitions = consume_all(bootstrap, settings.topic_transitions, idle=3.0)
+        actions = consume_all(bootstrap, settings.topic_actions, idle=3.0)
+        rebuilt = build_report(
+            [r["value"] for r in transitions], [r["value"] for r in actions]
+        ).to_dict()
+        assert rebuilt["programs"] == report["programs"]
+        assert rebuilt["templates"] == report["templates"]
