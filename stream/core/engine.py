@@ -28,7 +28,7 @@ from stream.core.facts import (
 )
 from stream.core.model import Action, Event, Timer, TimerFired, Transition
 from stream.core.programs import expansion, mql, reengage, trial
-from stream.core.state import LeadState
+from stream.core.state import LeadState, seen_add, seen_contains
 
 __all__ = ["HANDLED_TYPES", "StepResult", "step"]
 
@@ -71,13 +71,10 @@ def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) 
         state = LeadState(inp.lead_id)
     if isinstance(inp, TimerFired):
         return _on_timer(state, inp, config)
-    if inp.type not in HANDLED_TYPES or inp.event_id in state.seen_ids:
+    if inp.type not in HANDLED_TYPES or seen_contains(state.seen_ids, inp.event_id):
         return _noop(state)
     d = Draft(state)
-    ring = config.dedupe.max_event_ids
-    seen = state.seen_ids
-    drop = len(seen) - ring + 1
-    d.seen_ids = (*(seen[drop:] if drop > 0 else seen), inp.event_id)
+    d.seen_ids = seen_add(state.seen_ids, inp.event_id, config.dedupe.max_event_ids)
     now = inp.at if state.watermark is None or inp.at > state.watermark else state.watermark
     d.watermark = now
     if inp.account_id is not None and d.account_id is None:

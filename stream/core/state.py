@@ -7,7 +7,8 @@ so one lead's state stays a few hundred bytes whatever its history.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from sys import intern
+from typing import NamedTuple
 
 import orjson
 
@@ -57,38 +58,66 @@ class LeadState(NamedTuple):
     expansion_fired: tuple[str, ...] = ()  # threshold / milestone keys already acted on
     # journey-tool guarantees
     send_times: tuple[int, ...] = ()  # send clock of recent emails (frequency cap)
-    seen_ids: tuple[str, ...] = ()  # ring of recent event ids (dedupe)
+    seen_ids: str = ""  # ring of recent event ids: "\x1fid\x1fid\x1f" (one object: compact)
     timers: tuple[Timer, ...] = ()  # pending timers, sorted by due
     timer_seq: int = 0  # makes timer ids unique per lead for its life
+
+
+SEP = "\x1f"
+
+
+def seen_contains(seen: str, event_id: str) -> bool:
+    """Is ``event_id`` in the dedupe ring?"""
+    return bool(seen) and f"{SEP}{event_id}{SEP}" in seen
+
+
+def seen_add(seen: str, event_id: str, ring: int) -> str:
+    """The ring with ``event_id`` appended, oldest ids dropped beyond ``ring`` entries."""
+    seen = f"{seen}{event_id}{SEP}" if seen else f"{SEP}{event_id}{SEP}"
+    extra = seen.count(SEP) - 1 - ring
+    while extra > 0:
+        seen = seen[seen.index(SEP, 1) :]
+        extra -= 1
+    return seen
+
+
+def seen_list(state: LeadState) -> list[str]:
+    """The event ids in the dedupe ring, oldest first."""
+    return state.seen_ids.split(SEP)[1:-1] if state.seen_ids else []
 
 
 def encode_state(state: LeadState) -> bytes:
     """Compact bytes for RocksDB / the changelog. ``decode_state(encode_state(s)) == s``."""
     timers = [(t.due, t.timer_id, t.kind) for t in state.timers]
-    return orjson.dumps([CODEC_VERSION, *state[:-2], timers, state.timer_seq])
+    fields: list[object] = list(state[:-2])
+    fields[30] = state.seen_ids.split(SEP)[1:-1] if state.seen_ids else []  # no JSON escapes
+    return orjson.dumps([CODEC_VERSION, *fields, timers, state.timer_seq])
 
 
-def _pairs(items: list[Any]) -> tuple[Any, ...]:
-    return tuple(tuple(x) for x in items)
+def _i(x: str | None) -> str | None:
+    return None if x is None else intern(x)
 
 
 def decode_state(data: bytes) -> LeadState:
-    """Inverse of :func:`encode_state`. Raises ValueError on bytes it did not write."""
+    """Inverse of :func:`encode_state`. Raises ValueError on bytes it did not write.
+
+    Small-vocabulary strings (tiers, programs, states, signal kinds, features, metrics, timer
+    kinds) are interned, so a million decoded leads share them instead of holding copies."""
     v = orjson.loads(data)
     if not isinstance(v, list) or not v or v[0] != CODEC_VERSION or len(v) != 34:
         raise ValueError("not an encoded LeadState (unknown codec version or shape)")
     return LeadState(
         v[1],
         v[2],
-        v[3],
+        intern(v[3]),
         v[4],
-        v[5],
-        v[6],
-        v[7],
+        _i(v[5]),
+        _i(v[6]),
+        _i(v[7]),
         v[8],
-        v[9],
+        _i(v[9]),
         v[10],
-        v[11],
+        _i(v[11]),
         v[12],
         v[13],
         v[14],
@@ -96,19 +125,19 @@ def decode_state(data: bytes) -> LeadState:
         v[16],
         v[17],
         v[18],
-        v[19],
-        _pairs(v[20]),
-        _pairs(v[21]),
+        _i(v[19]),
+        tuple((a, p) for a, p in v[20]),
+        tuple((a, intern(k)) for a, k in v[21]),
         v[22],
         v[23],
-        tuple(v[24]),
+        tuple(map(intern, v[24])),
         tuple(v[25]),
-        _pairs(v[26]),
-        _pairs(v[27]),
-        _pairs(v[28]),
+        tuple((intern(n), intern(j)) for n, j in v[26]),
+        tuple((intern(m), x) for m, x in v[27]),
+        tuple((intern(m), a, x) for m, a, x in v[28]),
         tuple(v[29]),
         tuple(v[30]),
-        tuple(v[31]),
-        tuple(Timer(d, i, k) for d, i, k in v[32]),
+        f"{SEP}{SEP.join(v[31])}{SEP}" if v[31] else "",
+        tuple(Timer(d, i, intern(k)) for d, i, k in v[32]),
         v[33],
     )

@@ -14,6 +14,7 @@ from stream.core.config import with_history
 from stream.core.engine import step
 from stream.core.ids import action_id, in_holdout
 from stream.core.model import TimerFired
+from stream.core.state import seen_list
 
 RULES: dict[str, Callable[[], None]] = {}
 
@@ -527,7 +528,7 @@ def _() -> None:
 @rule("dedupe.memory_is_bounded")
 def _() -> None:
     r = run([created(), *[ev("email.opened", k) for k in range(1, 100)]])
-    assert r.state and len(r.state.seen_ids) == CFG.dedupe.max_event_ids
+    assert r.state and len(seen_list(r.state)) == CFG.dedupe.max_event_ids
 
 
 @rule("email.unsubscribe_ends_all_email_for_good")
@@ -674,7 +675,7 @@ def _() -> None:
 def _() -> None:
     r = run([created(), ev("mystery.happened", H)])
     assert r.results[-1].transitions == () and r.results[-1].actions == ()
-    assert r.state and len(r.state.seen_ids) == 1
+    assert r.state and len(seen_list(r.state)) == 1
 
 
 @pytest.mark.parametrize("name", sorted(RULES))

@@ -13,7 +13,7 @@ from stream.core.config import load_config, load_config_text
 from stream.core.icp import icp_tier
 from stream.core.ids import action_id, holdout_bucket
 from stream.core.model import DAY_MS, Timer
-from stream.core.state import LeadState, decode_state, encode_state
+from stream.core.state import LeadState, decode_state, encode_state, seen_list
 from stream.core.synth import drive, stream
 from stream.core.windows import count_in, insert_sorted, max_in_window_containing
 
@@ -52,7 +52,7 @@ def test_codec_round_trips_every_field_exactly() -> None:
         (("seats", 11, 16.0),),
         ("seats:20",),
         (12, 13),
-        ("e-1", "e-2"),
+        "\x1fe-1\x1fe-2\x1f",
         (Timer(100, "trial.7d@5", "trial.7d"), Timer(200, "silence#3@200", "silence")),
         4,
     )
@@ -77,7 +77,7 @@ def test_state_stays_small_whatever_the_history() -> None:
     sizes = sorted(len(encode_state(s)) for s in states.values())
     assert sizes[-1] < 3000, sizes[-5:]
     for s in states.values():
-        assert len(s.seen_ids) <= CFG.dedupe.max_event_ids
+        assert len(seen_list(s)) <= CFG.dedupe.max_event_ids
         assert len(s.signal_events) <= CFG.signals.max_events
         assert len(s.score_events) <= CFG.score.max_contributions
         assert len(s.sessions) <= CFG.trial.max_sessions_tracked

@@ -1,0 +1,124 @@
+"""Micro-benchmark of the pure core (not a timed test): ``make bench``.
+
+Prints events/s of ``step`` on one core over a generated multi-lead stream, and memory per
+100k leads (live Python objects and encoded bytes for the state store). Sizes can be changed
+with NURTURE_BENCH_LEADS / NURTURE_BENCH_EVENTS_PER_LEAD / NURTURE_BENCH_MEMORY_LEADS.
+"""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import os
+import resource
+import time
+import tracemalloc
+
+import pytest
+
+from stream.core.config import RulesConfig, load_config
+from stream.core.engine import step
+from stream.core.model import Event, TimerFired
+from stream.core.state import LeadState, decode_state, encode_state
+from stream.core.synth import drive, stream
+
+pytestmark = pytest.mark.bench
+
+LEADS = int(os.environ.get("NURTURE_BENCH_LEADS", "10000"))
+EVENTS_PER_LEAD = int(os.environ.get("NURTURE_BENCH_EVENTS_PER_LEAD", "20"))
+MEMORY_LEADS = int(os.environ.get("NURTURE_BENCH_MEMORY_LEADS", "100000"))
+
+
+def test_bench_step_throughput_one_core() -> None:
+    config = load_config()
+    events = list(stream(11, LEADS, EVENTS_PER_LEAD))
+
+    # 1) replay-style: events plus timers fired from event time (generator excluded)
+    gc.collect()
+    states: dict[str, LeadState] = {}
+    t0 = time.perf_counter()
+    n_steps = sum(1 for _ in drive(iter(events), config, states))
+    replay_s = time.perf_counter() - t0
+
+    # 2) step alone over the recorded inputs: rebuild the input sequence the driver used
+    inputs = _inputs_of(events, config)
+    timings = {}
+    for label, collect in (("gc on", True), ("gc frozen", False)):
+        states2: dict[str, LeadState] = {}
+        gc.collect()
+        if not collect:
+            gc.freeze()  # what a long-running worker can do after loading: no full scans
+        t0 = time.perf_counter()
+        for inp in inputs:
+            lead = inp.lead_id
+            states2[lead] = step(states2.get(lead), inp, config).state
+        timings[label] = time.perf_counter() - t0
+        gc.unfreeze()
+        assert states2 == states  # same inputs, same result: the timed loop did the real work
+    step_s = timings["gc on"]
+    frozen_s = timings["gc frozen"]
+
+    n_timers = sum(1 for i in inputs if isinstance(i, TimerFired))
+    print(
+        f"\n[bench core] {len(events):,} events + {n_timers:,} timer firings, {LEADS:,} leads"
+        f"\n[bench core] step only:      {len(events) / step_s:,.0f} events/s"
+        f" ({len(inputs) / step_s:,.0f} inputs/s, {1e6 * step_s / len(inputs):.1f} us/input)"
+        f"\n[bench core] step only, gc.freeze() first: {len(events) / frozen_s:,.0f} events/s"
+        f"\n[bench core] replay driver:  {len(events) / replay_s:,.0f} events/s"
+        f" (incl. timer heap, {n_steps:,} effective steps)"
+    )
+
+
+def _inputs_of(events: list[Event], config: RulesConfig) -> list[Event | TimerFired]:
+    """The exact input sequence ``drive`` feeds to ``step`` (events and due timers)."""
+    out: list[Event | TimerFired] = []
+    states: dict[str, LeadState] = {}
+    heap: list[tuple[int, str, str]] = []
+    for e in events:
+        while heap and heap[0][0] <= e.at:
+            due, lead, tid = heapq.heappop(heap)
+            before = states.get(lead)
+            tf = TimerFired(lead, tid, due)
+            r = step(before, tf, config)
+            if before is not None and r.state is not before:
+                out.append(tf)
+                states[lead] = r.state
+                for t in set(r.timers) - set(before.timers):
+                    heapq.heappush(heap, (t.due, lead, t.timer_id))
+        before = states.get(e.lead_id)
+        r = step(before, e, config)
+        out.append(e)
+        states[e.lead_id] = r.state
+        old = set(before.timers) if before is not None else set()
+        for t in set(r.timers) - old:
+            heapq.heappush(heap, (t.due, e.lead_id, t.timer_id))
+    return out
+
+
+def test_bench_memory_per_100k_leads() -> None:
+    config = load_config()
+    states: dict[str, LeadState] = {}
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in drive(stream(12, MEMORY_LEADS, 6), config, states):
+        pass
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    encoded = [encode_state(s) for s in states.values()]
+    scale = 100_000 / len(states)
+    enc_mb = sum(map(len, encoded)) * scale / 1e6
+
+    del states
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    live = {s.lead_id: s for s in map(decode_state, encoded)}
+    current, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    live_mb = (current - base) * scale / 1e6
+    assert len(live) == MEMORY_LEADS
+    print(
+        f"\n[bench core] memory per 100k leads (6 events each): "
+        f"live states {live_mb:,.1f} MB, encoded {enc_mb:,.1f} MB "
+        f"({sum(map(len, encoded)) / len(encoded):,.0f} B/lead); "
+        f"process peak RSS grew {(rss1 - rss0) * scale / 1024:,.0f} MB while replaying "
+        f"(includes the generated events)"
+    )
