@@ -427,3 +427,36 @@ def test_cli_report_unreachable_worker_fails_cleanly(capsys: pytest.CaptureFixtu
 
     assert main(["report", "--url", "http://127.0.0.1:1", "--timeout", "2"]) == 1
     assert "nurture report:" in capsys.readouterr().err
+
+
+def test_cli_report_from_replay_files_equals_replay_report(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``nurture report --transitions/--actions`` on replay's output files reproduces the
+    ``pipeline`` section replay wrote (epoch-ms ``at`` in-process vs RFC 3339 on file)."""
+    from stream.cli import main
+
+    events, out = tmp_path / "events.jsonl", tmp_path / "out"
+    assert (
+        main(["simulate", "--leads", "200", "--days", "120", "--seed", "5", "--out", str(events)])
+        == 0
+    )
+    assert main(["replay", str(events), "--out", str(out), "--no-html"]) == 0
+    capsys.readouterr()
+    args = [
+        "--transitions",
+        str(out / "transitions.jsonl"),
+        "--actions",
+        str(out / "actions.jsonl"),
+    ]
+    assert main(["report", *args, "--json"]) == 0
+    from_files = json.loads(capsys.readouterr().out)
+    replayed = json.loads((out / "report.json").read_text())["pipeline"]
+    assert from_files == replayed
+    assert from_files["records"]["transitions"] > 0
+    assert set(from_files["programs"]) <= {
+        "mql_nurture",
+        "trial_nurture",
+        "re_engagement",
+        "expansion_nurture",
+    }
