@@ -224,6 +224,7 @@ class Ctx:
             else:
                 d.program_version = None
                 d.holdout = False
+            d.cancel_timers("silence")  # each program arms its own silence rule
             if from_program == "mql_nurture":
                 d.cancel_prefix("mql.")
             if from_program == "re_engagement":

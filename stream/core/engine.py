@@ -190,6 +190,8 @@ def _rules(ctx: Ctx, inp: Event, flags: int, new_trial: bool) -> None:
                     "program_before": d.program,
                 },
             )
+        if d.program == "customer":  # CSM/AE handoffs are not a program: still apply
+            _customer_event(ctx, inp, nurture=False)
         return
     if d.program is None or (d.program == "low_touch" and flags & TIER_CHANGED):
         ctx.move(
@@ -248,7 +250,8 @@ def _trial_event(ctx: Ctx, inp: Event) -> None:
         trial.upgrade_intent(ctx, "pricing_after_activation")
 
 
-def _customer_event(ctx: Ctx, inp: Event) -> None:
+def _customer_event(ctx: Ctx, inp: Event, nurture: bool = True) -> None:
+    """Expansion rules for a customer. ``nurture=False`` (out of ICP): handoffs only."""
     etype = inp.type
     if etype in ("expansion.requested", "upgrade_cta.clicked"):
         expansion.on_upgrade_ask(ctx, etype)
@@ -256,7 +259,7 @@ def _customer_event(ctx: Ctx, inp: Event) -> None:
         metric = inp.properties.get("metric")
         value = inp.properties.get("value")
         if isinstance(metric, str) and isinstance(value, int | float):
-            expansion.on_usage(ctx, metric, float(value))
+            expansion.on_usage(ctx, metric, float(value), nurture)
 
 
 def _converted(ctx: Ctx) -> None:

@@ -501,6 +501,34 @@ def _() -> None:
     assert r.program == "prospect" and r.sends == []
 
 
+@rule("expansion.out_of_icp_customer_no_nurture_but_csm_handoffs")
+def _() -> None:
+    base = [created(size=5), ev("subscription.converted", H, seats_limit=10)]
+    r = run([*base, ev("usage.reported", D, metric="seats", value=9)])
+    assert r.program == "customer" and r.sends == []
+    r = run([*base, ev("usage.reported", D, metric="seats", value=10)])
+    assert r.program == "csm" and r.handoffs[0].reason == "expansion.hard_limit"
+    r = run([*base, ev("expansion.requested", D)])
+    assert r.program == "csm" and r.handoffs[0].channel == "csm_task"
+
+
+@rule("programs.leaving_a_program_drops_its_timers")
+def _() -> None:
+    r = run([*mql_lead(), ev("trial.started", D)])
+    assert r.program == "trial_nurture" and r.state is not None
+    assert sorted(t.kind for t in r.state.timers) == ["trial.14d", "trial.48h", "trial.7d"]
+    r = run(
+        [
+            *trial_lead(),
+            ev("session.started", 2 * H),
+            advance(3 * D),
+            page(4 * D, "x"),
+            ev("opportunity.created", 5 * D),
+        ]
+    )
+    assert r.program == "sales" and r.state is not None and r.state.timers == ()
+
+
 @rule("expansion.upgrade_returns_csm_to_customer")
 def _() -> None:
     r = run(

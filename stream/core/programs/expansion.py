@@ -60,14 +60,16 @@ def _trigger(ctx: Ctx, reason: str, template: str, ctxt: dict[str, Any]) -> None
     send_email(ctx, template, reason, ctxt)
 
 
-def on_usage(ctx: Ctx, metric: str, value: float) -> None:
+def on_usage(ctx: Ctx, metric: str, value: float, nurture: bool = True) -> None:
     d = ctx.d
     rules = ctx.cfg.expansion
     limit = _limit(ctx, metric)
+    if metric in rules.threshold_metrics and limit and value >= limit:
+        handoff(ctx, "expansion.hard_limit", projection(ctx, metric, limit))
+        return
+    if not nurture:
+        return
     if metric in rules.threshold_metrics and limit:
-        if value >= limit:
-            handoff(ctx, "expansion.hard_limit", projection(ctx, metric, limit))
-            return
         key = f"{metric}:{limit:g}"
         if value >= rules.usage_threshold * limit and key not in d.expansion_fired:
             d.expansion_fired = (*d.expansion_fired, key)
