@@ -107,13 +107,38 @@ class _Entry:
     converted: bool = False  # live bookkeeping for the metrics only
 
 
-@dataclass(slots=True)
 class _Lead:
-    entries: list[_Entry] = field(default_factory=list)
-    opportunities: list[int] = field(default_factory=list)
-    # (program, template) -> first send time
-    sends: dict[tuple[str, str], int] = field(default_factory=dict)
-    credited_sends: set[tuple[str, str]] | None = None  # live metrics only, made on demand
+    """One lead's facts. Containers are created on first use (most leads never convert)."""
+
+    __slots__ = ("credited_sends", "entries", "opportunities", "sends")
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+        self.opportunities: list[int] | None = None
+        # (program, template, first send time): a short list is smaller than a dict
+        self.sends: list[tuple[str, str, int]] | None = None
+        self.credited_sends: set[tuple[str, str]] | None = None  # live metrics only
+
+    def opps(self) -> list[int]:
+        return sorted(self.opportunities) if self.opportunities else []
+
+    def sent(self, program: str, template: str) -> int | None:
+        for p, t, at in self.sends or ():
+            if p == program and t == template:
+                return at
+        return None
+
+    def record_send(self, program: str, template: str, at: int) -> bool:
+        """Keep the first send per (program, template); True if this pair is new."""
+        if self.sends is None:
+            self.sends = []
+        for i, (p, t, first) in enumerate(self.sends):
+            if p == program and t == template:
+                if at < first:
+                    self.sends[i] = (p, t, at)
+                return False
+        self.sends.append((program, template, at))
+        return True
 
 
 @dataclass(slots=True)
@@ -172,6 +197,8 @@ class PipelineReport:
         if record.get("reason") == OPPORTUNITY_REASON:
             at = _at(record)
             lead = self._lead(record["lead_id"])
+            if lead.opportunities is None:
+                lead.opportunities = []
             lead.opportunities.append(at)
             if self.metrics is not None:
                 self._live_opportunity(lead, at)
@@ -181,14 +208,10 @@ class PipelineReport:
         template = record.get("template")
         if record.get("type") != "send" or record.get("channel") != "email" or not template:
             return
-        key = (sys.intern(str(record["program"])), sys.intern(str(template)))
+        program, name = sys.intern(str(record["program"])), sys.intern(str(template))
         lead = self._lead(record["lead_id"])
-        at = _at(record)
-        first = lead.sends.get(key)
-        if first is None or at < first:
-            lead.sends[key] = at
-            if first is None and self.metrics is not None:
-                self.metrics.pipeline_template_sent(*key)
+        if lead.record_send(program, name, _at(record)) and self.metrics is not None:
+            self.metrics.pipeline_template_sent(program, name)
 
     def add_transitions(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
@@ -206,7 +229,8 @@ class PipelineReport:
                 seconds = (at - e.at) / 1000
                 self.metrics.pipeline_opportunity(e.program, e.cohort, e.tier, e.group, seconds)
         window = self.window_days * DAY_MS
-        for key, sent in lead.sends.items():
+        for program, template, sent in lead.sends or ():
+            key = (program, template)
             if sent <= at <= sent + window:
                 if lead.credited_sends is None:
                     lead.credited_sends = set()
@@ -219,7 +243,7 @@ class PipelineReport:
     def _cells(self) -> dict[tuple[str, str, str, str], _Cell]:
         cells: dict[tuple[str, str, str, str], _Cell] = {}
         for lead in self._leads.values():
-            opps = sorted(lead.opportunities)
+            opps = lead.opps()
             for e in lead.entries:
                 cell = cells.setdefault((e.program, e.cohort, e.tier, e.group), _Cell())
                 cell.entries += 1
@@ -253,10 +277,10 @@ class PipelineReport:
         counts: dict[str, dict[str, dict[str, list[int]]]] = {}
         templates_by_program: dict[str, set[str]] = {}
         for lead in self._leads.values():
-            for program, template in lead.sends:
+            for program, template, _ in lead.sends or ():
                 templates_by_program.setdefault(program, set()).add(template)
         for lead in self._leads.values():
-            opps = sorted(lead.opportunities)
+            opps = lead.opps()
 
             def converted(start: int, opps: list[int] = opps) -> bool:
                 return any(start <= o <= start + window for o in opps)
@@ -264,7 +288,7 @@ class PipelineReport:
             for program, templates in templates_by_program.items():
                 entries = sorted((e for e in lead.entries if e.program == program), key=_entry_key)
                 for template in templates:
-                    sent = lead.sends.get((program, template))
+                    sent = lead.sent(program, template)
                     if sent is not None:
                         before = [e for e in entries if e.at <= sent]
                         tier = (before[-1] if before else entries[0]).tier if entries else "unknown"
