@@ -193,6 +193,15 @@ class Metrics:
         )
         # cached label children for the per-event hot path
         self._events_in_children: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: labels() validates and locks on every call."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     # --- per message ----------------------------------------------------------------------
     def event_in(self, topic: str, type: str) -> None:
@@ -211,10 +220,10 @@ class Metrics:
 
     # --- outputs of the core --------------------------------------------------------------
     def transition(self, from_program: str | None, to_program: str, reason: str) -> None:
-        self.transitions.labels(_s(from_program), to_program, reason).inc()
+        self._child(self.transitions, _s(from_program), to_program, reason).inc()
 
     def action(self, type: str, channel: str, program: str) -> None:
-        self.actions.labels(type, channel, program).inc()
+        self._child(self.actions, type, channel, program).inc()
 
     def skipped_send(self, reason: str | None) -> None:
         self.skipped_sends.labels(_s(reason)).inc()
@@ -255,7 +264,7 @@ class Metrics:
         self.recovery_progress.labels(table).set(min(1.0, max(0.0, fraction)))
 
     def set_occupancy(self, program: str, state: str | None, n: int) -> None:
-        self.leads.labels(program, _s(state)).set(n)
+        self._child(self.leads, program, _s(state)).set(n)
 
     def move_lead(
         self,
@@ -265,8 +274,8 @@ class Metrics:
         to_state: str | None,
     ) -> None:
         if from_program is not None:
-            self.leads.labels(from_program, _s(from_state)).dec()
-        self.leads.labels(to_program, _s(to_state)).inc()
+            self._child(self.leads, from_program, _s(from_state)).dec()
+        self._child(self.leads, to_program, _s(to_state)).inc()
 
     # --- pipeline (called by PipelineReport) ------------------------------------------------
     def pipeline_entry(self, program: str, cohort: str, icp_tier: str, group: str) -> None:
