@@ -273,32 +273,50 @@ class PipelineReport:
 
     def _templates(self) -> dict[str, Any]:
         window = self.window_days * DAY_MS
-        # program -> template -> tier -> [receivers, receivers_converted, others, others_conv]
-        counts: dict[str, dict[str, dict[str, list[int]]]] = {}
-        templates_by_program: dict[str, set[str]] = {}
-        for lead in self._leads.values():
-            for program, template, _ in lead.sends or ():
-                templates_by_program.setdefault(program, set()).add(template)
+
+        def converted(start: int, opps: list[int]) -> bool:
+            return any(start <= o <= start + window for o in opps)
+
+        # receivers: program -> template -> tier -> [leads, converted]
+        receivers: dict[str, dict[str, dict[str, list[int]]]] = {}
+        # nurtured entrants of a program by first-entry tier: program -> tier -> [leads, conv]
+        entrants: dict[str, dict[str, list[int]]] = {}
+        # entrants who did receive the template: program -> template -> tier -> [leads, conv]
+        received: dict[str, dict[str, dict[str, list[int]]]] = {}
         for lead in self._leads.values():
             opps = lead.opps()
-
-            def converted(start: int, opps: list[int] = opps) -> bool:
-                return any(start <= o <= start + window for o in opps)
-
-            for program, templates in templates_by_program.items():
-                entries = sorted((e for e in lead.entries if e.program == program), key=_entry_key)
-                for template in templates:
-                    sent = lead.sent(program, template)
-                    if sent is not None:
-                        before = [e for e in entries if e.at <= sent]
-                        tier = (before[-1] if before else entries[0]).tier if entries else "unknown"
-                        row = _row(counts, program, template, tier)
-                        row[0] += 1
-                        row[1] += converted(sent)
-                    elif entries and entries[0].group == "nurtured":
-                        row = _row(counts, program, template, entries[0].tier)
-                        row[2] += 1
-                        row[3] += converted(entries[0].at)
+            by_program: dict[str, list[_Entry]] = {}
+            for e in sorted(lead.entries, key=_entry_key):
+                by_program.setdefault(e.program, []).append(e)
+            first_conv: dict[str, bool] = {}
+            for program, entries in by_program.items():
+                first = entries[0]
+                if first.group == "nurtured":
+                    first_conv[program] = converted(first.at, opps)
+                    row = entrants.setdefault(program, {}).setdefault(first.tier, [0, 0])
+                    row[0] += 1
+                    row[1] += first_conv[program]
+            for program, template, sent in lead.sends or ():
+                entries = by_program.get(program, [])
+                before = [e for e in entries if e.at <= sent]
+                tier = (before[-1] if before else entries[0]).tier if entries else "unknown"
+                row = _row(receivers, program, template, tier)
+                row[0] += 1
+                row[1] += converted(sent, opps)
+                if program in first_conv:
+                    row = _row(received, program, template, entries[0].tier)
+                    row[0] += 1
+                    row[1] += first_conv[program]
+        counts: dict[str, dict[str, dict[str, list[int]]]] = {}
+        for program, templates in receivers.items():
+            for template, tiers in templates.items():
+                for tier, got_row in tiers.items():
+                    _row(counts, program, template, tier)[:2] = got_row[:2]
+                got = received.get(program, {}).get(template, {})
+                for tier, (n, conv) in entrants.get(program, {}).items():
+                    n_got, conv_got = got.get(tier, [0, 0])[:2]
+                    if n - n_got > 0:
+                        _row(counts, program, template, tier)[2:] = [n - n_got, conv - conv_got]
         out: dict[str, Any] = {}
         for program in sorted(counts):
             for template in sorted(counts[program]):
