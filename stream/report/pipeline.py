@@ -41,6 +41,17 @@ Live series: built with ``metrics=Metrics(...)`` the report also increments the
 ``nurture_pipeline_*`` counters and histogram as entries, conversions and sends arrive (records
 of one lead must then arrive in event-time order, which holds per Kafka partition).
 :meth:`to_dict` itself recomputes from the stored facts and does not depend on arrival order.
+
+Wiring into the worker (GET /report and the ``nurture_pipeline_*`` series)::
+
+    report = PipelineReport(metrics=metrics)         # one per worker process
+    report.add_transition(transition.to_record())    # for every transition published
+    report.add_action(action.to_record())            # for every action published
+    # GET /report  ->  report.to_json() (application/json)
+
+A worker sees only the leads of its partitions, so its report covers those leads. Memory is
+about 0.4-0.5 kB per lead that entered a program or was sent an email; ``to_dict`` takes about
+1 s per 100k such leads on this machine class.
 """
 
 from __future__ import annotations
