@@ -49,7 +49,9 @@ Wiring into the worker (GET /report and the ``nurture_pipeline_*`` series)::
     report.add_action(action.to_record())            # for every action published
     # GET /report  ->  report.to_json() (application/json)
 
-A worker sees only the leads of its partitions, so its report covers those leads. Memory is
+A worker sees only the leads of its partitions, so its report covers those leads, and only
+since the process started (it is not in the changelog); the replay report over the retained
+event log is the complete one. Memory is
 about 0.4-0.5 kB per lead that entered a program or was sent an email; ``to_dict`` takes about
 1 s per 100k such leads on this machine class.
 """
