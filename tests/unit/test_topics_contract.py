@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from stream.core.model import rfc3339_to_ms
@@ -161,3 +164,33 @@ def test_catalog_has_the_contract_topics_co_partitioned() -> None:
     }
     inputs = [s for s in specs.values() if s.role == "input"]
     assert len({s.partitions for s in inputs}) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-20T10:00:00Z",
+        "1970-01-01T00:00:00Z",
+        "2024-02-29T23:59:59.999Z",
+        "2000-03-01T00:00:00.001Z",
+        "1999-12-31T12:34:56Z",
+        "2100-02-28T01:02:03.450Z",
+    ],
+)
+def test_fast_utc_path_equals_the_datetime_parser(text: str) -> None:
+    assert parse_event(_raw(occurred_at=text)).at == rfc3339_to_ms(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["2023-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-20T24:00:00Z"]
+)
+def test_impossible_dates_are_rejected(text: str) -> None:
+    with pytest.raises(InvalidEvent) as info:
+        parse_event(_raw(occurred_at=text))
+    assert info.value.reason == "bad_occurred_at"
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)))
+def test_fast_utc_path_agrees_on_any_instant(moment: datetime) -> None:
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    assert parse_event(_raw(occurred_at=text)).at == rfc3339_to_ms(text)
