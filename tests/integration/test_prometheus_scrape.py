@@ -383,6 +383,23 @@ def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
         missing = sorted(used - exposed)
         assert not missing, f"dashboard/alert series missing from the worker's /metrics: {missing}"
 
+        # every dashboard panel query evaluates in the real Prometheus; the throughput,
+        # transitions, actions and occupancy panels have data after the known events
+        dash = json.loads(DASHBOARD.read_text())
+        by_title = {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dash["panels"]}
+        for exprs in by_title.values():
+            for expr in exprs:
+                prom.api("query", query=expr)  # asserts status == success: valid PromQL
+        required = [
+            t
+            for t in by_title
+            if t.startswith(("Input throughput", "Transitions", "Actions", "Program occ"))
+        ]
+        assert len(required) == 4, required
+        for title in required:
+            # rate() needs two samples of a series: wait for the next scrapes, not a fixed time
+            wait_for(partial(_has_data, prom, by_title[title]), 30, f"data in panel {title!r}")
+
         # and Prometheus stored the series it scraped under the same names
         names = set(prom.api("label/__name__/values"))
         assert {
@@ -392,6 +409,10 @@ def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
             "nurture_actions_total",
             "nurture_processing_latency_seconds_bucket",
         } <= names
+
+
+def _has_data(prom: PrometheusServer, exprs: list[str]) -> bool:
+    return all(prom.api("query", query=e)["result"] for e in exprs)
 
 
 def _equals(get: Callable[[], float], value: float) -> bool:

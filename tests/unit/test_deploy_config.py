@@ -185,3 +185,28 @@ def test_docker_compose_config_is_valid() -> None:
         ["docker-compose", "config", "-q"], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@needs_promtool
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each panel query (as a recording rule); a typo in PromQL fails here."""
+    rules = [
+        {"record": f"dashboard:expr_{i}", "expr": expr} for i, expr in enumerate(dashboard_exprs())
+    ]
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    out = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{len(rules)} rules found" in out.stdout
+    broken = path.with_name("broken.yml")
+    broken.write_text(
+        yaml.safe_dump(
+            {"groups": [{"name": "b", "rules": [{"record": "x:y", "expr": "sum(rate(x[5m])"}]}]}
+        )
+    )
+    bad = subprocess.run(
+        ["promtool", "check", "rules", str(broken)], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode != 0  # the check does reject a malformed query
