@@ -118,6 +118,8 @@ def _() -> None:
         ]
     )
     assert [x.state.score for x in r.results] == [20, 30, 40, 45, 45, 60]
+    r = run([created(size=5), page(H, "comparison"), page(2 * H, "webinar"), page(3 * H, "docs")])
+    assert [x.state.score for x in r.results] == [0, 10, 20, 20]
     assert run([created(size=200)]).state.score == 40  # type: ignore[union-attr]
     assert run([created(size=5)]).state.score == 0  # type: ignore[union-attr]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import get_args
 
 import pytest
 from hypothesis import given, settings
@@ -147,3 +148,30 @@ def test_synthetic_stream_is_deterministic_and_time_ordered() -> None:
     assert all(x.at <= y.at for x, y in itertools.pairwise(a))
     assert len({e.lead_id for e in a}) == 20
     assert a[-1].at - a[0].at < 200 * DAY_MS
+
+
+def test_outputs_fit_the_contract_records() -> None:
+    """Every transition and action of a busy synthetic stream serialises (orjson) and
+    validates against the contract models of topics.outputs."""
+    import orjson
+
+    from topics.outputs import ActionRecord, Program, TransitionRecord
+
+    programs = set(get_args(Program))
+    n_t = n_a = 0
+    for r in drive(stream(9, 150, 25), CFG, {}):
+        for t in r.transitions:
+            rec = t.to_record()
+            TransitionRecord.model_validate_json(orjson.dumps(rec))
+            assert t.to_program in programs | {"prospect"}, t.to_program
+            n_t += 1
+        for a in r.actions:
+            ActionRecord.model_validate_json(orjson.dumps(a.to_record()))
+            assert a.type != "skipped" or a.skip_reason in (
+                "frequency_cap",
+                "unsubscribed",
+                "hard_bounced",
+                "holdout",
+            )
+            n_a += 1
+    assert n_t > 300 and n_a > 300
