@@ -410,6 +410,34 @@ def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
             "nurture_processing_latency_seconds_bucket",
         } <= names
 
+        # the deploy alert rules are loaded and healthy in this Prometheus
+        groups = prom.api("rules")["groups"]
+        rules = {r["name"]: r for g in groups for r in g["rules"]}
+        assert set(rules) == {
+            "NurtureWorkerDown",
+            "NurtureConsumerLagGrowing",
+            "NurtureDeadLetterRateHigh",
+            "NurtureTimersFiringLate",
+            "NurtureNoEvents",
+        }
+        assert all(r["health"] != "err" for r in rules.values()), rules
+
+        # stopping the worker turns NurtureWorkerDown pending for exactly this instance
+        worker.stop()
+        alert = wait_for(
+            partial(_alert, prom, "NurtureWorkerDown"), 60, "NurtureWorkerDown to be pending"
+        )
+        assert alert["labels"]["instance"] == host_port
+        assert alert["state"] in ("pending", "firing")
+
+
+def _alert(prom: PrometheusServer, name: str) -> dict[str, Any] | None:
+    for alert in prom.api("alerts")["alerts"]:
+        if alert["labels"]["alertname"] == name:
+            found: dict[str, Any] = alert
+            return found
+    return None
+
 
 def _has_data(prom: PrometheusServer, exprs: list[str]) -> bool:
     return all(prom.api("query", query=e)["result"] for e in exprs)
