@@ -175,6 +175,7 @@ def _run(args: argparse.Namespace) -> int:
     exe = [sys.executable, "-m", "stream.cli"]
     worker: subprocess.Popen[bytes] | None = None
     sim: subprocess.Popen[bytes] | None = None
+    log: Any = None
     code = 0
     with _kafka() as (bootstrap, external), tempfile.TemporaryDirectory(prefix="demo-") as tmp:
         from stream.settings import load_settings
@@ -202,6 +203,15 @@ def _run(args: argparse.Namespace) -> int:
             )
             print(f"worker starting (log: {out / 'demo-worker.log'}) ...", file=sys.stderr)
             if not _wait_http(f"{base}/metrics", worker, 120):
+                if worker.poll() is not None:
+                    log.flush()
+                    tail = (out / "demo-worker.log").read_text(errors="replace")[-3000:]
+                    print(
+                        f"the worker exited with {worker.returncode} (port {args.web_port} "
+                        f"taken? try --web-port):\n{tail}",
+                        file=sys.stderr,
+                    )
+                    return 1
                 print("worker did not answer on /metrics yet; continuing", file=sys.stderr)
             print(f"metrics: {base}/metrics\nreport:  {base}/report", flush=True)
             sim = subprocess.Popen(
@@ -235,6 +245,8 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             _stop(sim, signal.SIGINT, 15)
             _stop(worker, signal.SIGTERM, 40)
+            if log is not None:
+                log.close()
             if worker is not None and worker.returncode not in (0, None, -signal.SIGTERM):
                 print(f"worker exited with {worker.returncode}", file=sys.stderr)
     path = replay_report(out, rules_path)
