@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from stream.core.model import DAY_MS, Event, TimerFired
+from stream.core.model import DAY_MS, Event, TimerFired, ms_to_rfc3339
 from topics.parse import InvalidEvent, parse_event
 
 if TYPE_CHECKING:
@@ -272,8 +272,6 @@ class _Progress:
 
 
 def _ms_text(ms: int | None) -> str | None:
-    from stream.core.model import ms_to_rfc3339
-
     return None if ms is None else ms_to_rfc3339(ms)
 
 
