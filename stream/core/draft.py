@@ -45,6 +45,7 @@ class Draft:
         "lead_id",
         "limits",
         "mql_reached",
+        "orig_timers",
         "program",
         "program_entered_at",
         "program_state",
@@ -101,12 +102,18 @@ class Draft:
             timers,
             self.timer_seq,
         ) = s
+        self.orig_timers = timers
         self.timers: list[Timer] = list(timers)
         self.timers_dirty = False
 
     def freeze(self) -> LeadState:
         if self.timers_dirty:
             self.timers.sort(key=_timer_key)
+            timers = tuple(self.timers)
+        elif len(self.timers) == len(self.orig_timers):
+            timers = self.orig_timers  # unchanged: the same tuple (callers may skip re-indexing)
+        else:
+            timers = tuple(self.timers)
         return _make(
             LeadState,
             (
@@ -141,7 +148,7 @@ class Draft:
                 self.expansion_fired,
                 self.send_times,
                 self.seen_ids,
-                tuple(self.timers),
+                timers,
                 self.timer_seq,
             ),
         )

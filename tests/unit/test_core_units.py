@@ -175,3 +175,18 @@ def test_outputs_fit_the_contract_records() -> None:
             )
             n_a += 1
     assert n_t > 300 and n_a > 300
+
+
+def test_unchanged_timers_are_the_same_tuple() -> None:
+    """A step that does not touch the timers returns the very same tuple (runtimes can skip
+    re-indexing on identity)."""
+    from stream.core.engine import step
+    from stream.core.model import Event
+
+    t0 = 1_790_000_000_000
+    s = step(None, Event("a", "trial.started", "L", t0), CFG).state
+    assert len(s.timers) == 3
+    r = step(s, Event("b", "email.opened", "L", t0 + 1), CFG)
+    assert r.timers is s.timers and r.state.timers is s.timers
+    r = step(s, Event("c", "upgrade_cta.clicked", "L", t0 + 2), CFG)  # handoff: timers dropped
+    assert r.timers == ()
