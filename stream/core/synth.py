@@ -56,11 +56,13 @@ def lead_events(rng: random.Random, lead_id: str, start: int, n: int) -> list[Ev
             ev("email.opened")
         elif r < 0.5:
             ev("email.clicked")
-        elif r < 0.65 and trial:
+        elif r < 0.74 and not trial:
+            ev("email.sent", {"template": "x"})
+        elif r < 0.65:
             ev("session.started")
-        elif r < 0.72 and trial:
+        elif r < 0.72:
             ev("feature.used", {"feature": rng.choice(FEATURES)})
-        elif r < 0.74 and trial:
+        elif r < 0.74:
             ev("activation.completed")
         elif r < 0.75:
             ev("subscription.converted", {"plan": "team", "seats_limit": 20})

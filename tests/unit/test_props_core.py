@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from stream.core.config import load_config_text
 from stream.core.engine import StepResult, step
 from stream.core.model import DAY_MS, HOUR_MS, Event, TimerFired
+from stream.core.reasons import REASONS
 from stream.core.state import LeadState, decode_state, encode_state
 
 T0 = 1_790_000_000_000
@@ -33,38 +34,7 @@ PROGRAMS = STRUCTURED | {
     "inactive",
     "unsubscribed",
 }
-KNOWN_REASONS = {
-    "icp.tier_assigned",
-    "icp.out_of_icp",
-    "mql.score_threshold",
-    "mql.decision_signals",
-    "mql.stage_changed",
-    "mql.stale",
-    "trial.started",
-    "trial.checkpoint_48h",
-    "trial.checkpoint_7d",
-    "trial.checkpoint_14d",
-    "trial.checkpoint_48h_revised",
-    "trial.upgrade_intent",
-    "trial.converted_handoff",
-    "reengage.mql_silence",
-    "reengage.trial_silence",
-    "reengage.trial_silent_48h",
-    "reengage.cadence",
-    "reengage.no_response",
-    "reengage.responded",
-    "expansion.usage_threshold",
-    "expansion.milestone",
-    "expansion.hard_limit",
-    "expansion.upgrade_requested",
-    "expansion.upgrade_cta",
-    "crm.subscription_converted",
-    "crm.subscription_upgraded",
-    "crm.opportunity_created",
-    "crm.sales_contacted",
-    "email.unsubscribed",
-    "email.hard_bounced",
-}
+KNOWN_REASONS = set(REASONS)
 # a config where a 5% holdout and the cap both matter in short sequences
 CONFIG = load_config_text("version: props\nemails: {holdout_pct: 20}\n")
 CAP = CONFIG.emails.frequency_cap
