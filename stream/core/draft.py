@@ -243,12 +243,12 @@ class Ctx:
         if program != from_program:
             if from_program in STRUCTURED:
                 self.action(
-                    "exit", "email", None, reason, {"to_program": program}, program=from_program
+                    "exit", "none", None, reason, {"to_program": program}, program=from_program
                 )
             if program in STRUCTURED:
                 self.action(
                     "enroll",
-                    "email",
+                    "none",
                     None,
                     reason,
                     {"holdout": d.holdout, "config_version": d.program_version},

@@ -431,6 +431,21 @@ def _() -> None:
     )
 
 
+@rule("reengage.after_the_trial_ended_reroutes_to_mql_nurture")
+def _() -> None:
+    # engaged, then silent after the 7d checkpoint: re-engagement at day 14; a reply on day
+    # 20 finds the trial over (14d checkpoint passed): back to MQL nurture, not trial
+    r = run(
+        [
+            *trial_lead(),
+            ev("session.started", 2 * H),
+            advance(15 * D),
+            ev("email.replied", 20 * D, intent="positive"),
+        ]
+    )
+    assert r.reasons[-1] == "reengage.responded" and r.program == "mql_nurture"
+
+
 # --------------------------------------------------------------------------- expansion
 @rule("expansion.80pct_of_limit_usage_summary_with_projection")
 def _() -> None:

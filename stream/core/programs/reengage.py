@@ -72,7 +72,11 @@ def on_response(ctx: Ctx, etype: str) -> None:
     signals: dict[str, Any] = {"response": etype, "context": d.reengage_context}
     if d.customer:
         ctx.move("customer", "active", "reengage.responded", signals)
-    elif d.trial_start is not None and d.reengage_context == "trial":
+    elif (
+        d.trial_start is not None
+        and d.reengage_context == "trial"
+        and "14d" not in dict(d.checkpoints)  # the trial is still running
+    ):
         trial.reenter(ctx, "reengage.responded", signals)
     elif d.sales_contacted:
         ctx.move("sales", "contacted", "reengage.responded", signals)
