@@ -66,6 +66,10 @@ def create_app(
         topic_replication_factor=s.replication_factor,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        # a SIGKILLed member holds its partitions until its session expires (Faust's default
+        # is 60 s); 15 s keeps failover short while tolerating a busy event loop
+        broker_session_timeout=15.0,
+        broker_heartbeat_interval=3.0,
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=True,

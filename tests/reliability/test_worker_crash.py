@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from stream.core.model import HOUR_MS, ms_to_rfc3339
+from tests.support.leads import trial_leads
 from tests.support.reference import by_lead, core_outputs, dedupe_actions, dedupe_transitions
 from tests.support.worker import (
     WorkerProcess,
@@ -30,51 +30,10 @@ from tests.support.worker import (
 if TYPE_CHECKING:
     from stream.settings import Settings
 
-LEADS = 2000
+LEADS = 1500
 SEED = 7
-DUE_AFTER_S = 90.0  # first checkpoint falls due this long after the test starts
+DUE_AFTER_S = 110.0  # first checkpoint falls due this long after the test starts
 WINDOW_S = 20.0  # checkpoints spread over this window
-
-
-def trial_leads(now_ms: int, rng: random.Random) -> tuple[list[dict[str, Any]], int]:
-    """Events of LEADS trial leads whose 48 h checkpoints fall due in the window; and its end."""
-    first_due = now_ms + int(DUE_AFTER_S * 1000)
-    events: list[dict[str, Any]] = []
-    for i in range(LEADS):
-        lead = f"crash-{i:05d}"
-        due = first_due + int(rng.random() * WINDOW_S * 1000)
-        start = due - 48 * HOUR_MS
-        steps = [("trial.started", 0, {})]
-        if rng.random() < 0.7:
-            steps.append(("session.started", HOUR_MS, {}))
-        if rng.random() < 0.5:
-            steps.append(("feature.used", 2 * HOUR_MS, {"feature": rng.choice("abc")}))
-        if rng.random() < 0.3:
-            steps.append(("activation.completed", 3 * HOUR_MS, {}))
-        if rng.random() < 0.3:
-            steps.append(("page.viewed", 4 * HOUR_MS, {"page": "pricing"}))
-        for k, (etype, offset, props) in enumerate(steps):
-            events.append(
-                {
-                    "event_id": f"{lead}-{k}",
-                    "type": etype,
-                    "lead_id": lead,
-                    "occurred_at": ms_to_rfc3339(start + offset),
-                    "properties": props,
-                }
-            )
-    rng.shuffle(events)
-    # keep each lead's own order after the shuffle (per-lead order is what Kafka preserves)
-    order: dict[str, list[dict[str, Any]]] = {}
-    for e in sorted(events, key=lambda e: (e["lead_id"], int(e["event_id"].rsplit("-", 1)[1]))):
-        order.setdefault(e["lead_id"], []).append(e)
-    cursor = {lead: 0 for lead in order}
-    ordered = []
-    for e in events:
-        lead = e["lead_id"]
-        ordered.append(order[lead][cursor[lead]])
-        cursor[lead] += 1
-    return ordered, first_due + int(WINDOW_S * 1000)
 
 
 def restart(worker: WorkerProcess, settings: Settings) -> WorkerProcess:
@@ -86,7 +45,9 @@ def restart(worker: WorkerProcess, settings: Settings) -> WorkerProcess:
 def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings) -> None:
     rng = random.Random(SEED)
     t0 = time.time()
-    events, window_end = trial_leads(int(t0 * 1000), rng)
+    first_due = int((t0 + DUE_AFTER_S) * 1000)
+    events = trial_leads(LEADS, first_due, int(WINDOW_S * 1000), rng, prefix="crash")
+    window_end = first_due + int(WINDOW_S * 1000)
     want_tr, want_ac = core_outputs(events, until=window_end)
     timer_reasons = {t["reason"] for t in want_tr if "checkpoint" in t["reason"]}
     assert timer_reasons, "the window must hold checkpoint firings"
