@@ -16,6 +16,7 @@ from stream.core.draft import EXITS, STRUCTURED, Ctx, Draft
 from stream.core.facts import (
     ACTIVITY,
     DECISION_ADDED,
+    PASSIVE,
     SCORE_ADDED,
     SIGNAL_ADDED,
     TIER_CHANGED,
@@ -84,7 +85,8 @@ def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) 
     new_trial = inp.type == "trial.started" and start_trial(d, inp.at, config)
     if flags & (SCORE_ADDED | TIER_CHANGED) or score_may_expire(d, now, config):
         d.score = compute_score(d, now, config)
-    _rules(ctx, inp, flags, new_trial)
+    if not (flags == 0 and inp.type in PASSIVE and state.program is not None):
+        _rules(ctx, inp, flags, new_trial)
     if d.signal_events:
         prune_signals(d, now, config)
     return _finish(ctx, state.program)

@@ -33,6 +33,35 @@ ACTIVITY = frozenset(
 
 STAGES = ("awareness", "consideration", "decision")
 
+#: events that change no fact beyond activity time (rules may still react to them)
+NO_FACTS = frozenset(
+    {
+        "email.sent",
+        "email.opened",
+        "email.bounced",
+        "email.unsubscribed",
+        "walkthrough.booked",
+        "upgrade_cta.clicked",
+        "expansion.requested",
+        "opportunity.created",
+        "trial.started",
+        "support.ticket_opened",
+        "nps.submitted",
+        "billing.status_changed",
+    }
+)
+
+#: events no rule reacts to once the lead has been routed (facts and activity only)
+PASSIVE = frozenset(
+    {
+        "email.sent",
+        "email.opened",
+        "support.ticket_opened",
+        "nps.submitted",
+        "billing.status_changed",
+    }
+)
+
 
 def _num(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -154,6 +183,8 @@ def fold_event(d: Draft, etype: str, at: int, props: Mapping[str, Any], cfg: Rul
     sig = cfg.signals
     if etype in ACTIVITY and (d.last_activity_at is None or at > d.last_activity_at):
         d.last_activity_at = at
+    if etype in NO_FACTS:
+        return 0
     if etype == "lead.created" or etype == "lead.updated":
         flags = TIER_CHANGED if update_firmographics(d, props, cfg) else 0
     elif etype == "page.viewed":
