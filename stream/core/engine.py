@@ -22,6 +22,7 @@ from stream.core.facts import (
     TIER_CHANGED,
     compute_score,
     fold_event,
+    number,
     prune_signals,
     score_may_expire,
     signal_counts,
@@ -259,9 +260,9 @@ def _customer_event(ctx: Ctx, inp: Event, nurture: bool = True) -> None:
         expansion.on_upgrade_ask(ctx, etype)
     elif etype == "usage.reported":
         metric = inp.properties.get("metric")
-        value = inp.properties.get("value")
-        if isinstance(metric, str) and isinstance(value, int | float):
-            expansion.on_usage(ctx, metric, float(value), nurture)
+        value = number(inp.properties.get("value"))
+        if isinstance(metric, str) and value is not None:
+            expansion.on_usage(ctx, metric, value, nurture)
 
 
 def _converted(ctx: Ctx) -> None:

@@ -63,7 +63,8 @@ PASSIVE = frozenset(
 )
 
 
-def _num(v: Any) -> float | None:
+def number(v: Any) -> float | None:
+    """A JSON number as float; None for anything else (bools included)."""
     if isinstance(v, bool) or not isinstance(v, int | float):
         return None
     return float(v)
@@ -233,7 +234,7 @@ def fold_event(d: Draft, etype: str, at: int, props: Mapping[str, Any], cfg: Rul
         d.customer = True
         limits = dict(d.limits)
         for metric in ("seats", "api_calls", "data_volume"):
-            v = _num(props.get(metric + "_limit"))
+            v = number(props.get(metric + "_limit"))
             if v is not None:
                 limits[metric] = v
         d.limits = tuple(sorted(limits.items()))
@@ -243,7 +244,7 @@ def fold_event(d: Draft, etype: str, at: int, props: Mapping[str, Any], cfg: Rul
         if isinstance(new, Mapping):
             limits = dict(d.limits)
             for metric, value in new.items():
-                v = _num(value)
+                v = number(value)
                 if isinstance(metric, str) and v is not None:
                     limits[metric] = v
             d.limits = tuple(sorted(limits.items()))
@@ -279,10 +280,10 @@ def _session(d: Draft, at: int, cfg: RulesConfig) -> None:
 
 def _usage(d: Draft, at: int, props: Mapping[str, Any], cfg: RulesConfig) -> None:
     metric = props.get("metric")
-    value = _num(props.get("value"))
+    value = number(props.get("value"))
     if not isinstance(metric, str) or value is None:
         return
-    limit = _num(props.get("limit"))
+    limit = number(props.get("limit"))
     if limit is not None and limit > 0:
         limits = dict(d.limits)
         limits[metric] = limit

@@ -284,3 +284,57 @@ def test_generator_reaches_every_program() -> None:
     assert programs >= PROGRAMS, PROGRAMS - programs
     assert {"trial.checkpoint_48h", "mql.decision_signals", "reengage.no_response"} <= reasons
     assert {"holdout", "frequency_cap", "unsubscribed"} <= skips, skips
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 10**6)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+prop_keys = st.sampled_from(
+    (
+        "page",
+        "content",
+        "intent",
+        "hard",
+        "feature",
+        "metric",
+        "value",
+        "limit",
+        "limits",
+        "company_size",
+        "industry",
+        "seats_limit",
+        "api_calls_limit",
+        "plan",
+        "tier",
+    )
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(sorted(set(KINDS) - {"ADVANCE", "DUP"})),
+            st.dictionaries(prop_keys, json_values, max_size=4),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_malformed_properties_never_break_the_core(items: list[tuple[str, dict[str, Any]]]) -> None:
+    """The boundary validates shapes, but the core must not crash if something slips through."""
+    inputs: list[Event | int] = [
+        Event(f"x{n}", kind, "L", T0 + n * HOUR_MS, None, props)
+        for n, (kind, props) in enumerate(items)
+    ]
+    tr = trace([*inputs, T0 + 40 * DAY_MS])
+    one_program_at_a_time(tr)
+    every_transition_has_a_reason(tr)
