@@ -5,6 +5,25 @@ config always give the same result. ``StepResult.timers`` is the lead's full set
 timers after the step (sorted by due): the runtime indexes them and feeds a
 :class:`~stream.core.model.TimerFired` back when one comes due. A timer that is no longer
 pending (fired or cancelled) is a no-op, which makes firing exactly-once per timer id.
+
+Semantics worth knowing (details in the modules):
+
+- Time is event time. The lead's clock (``watermark``) is the largest event time seen; a
+  timer's input time is its due time. Windows (score decay, buying-stage signals, decision
+  signals) count event times, so arrival order does not matter; signal windows stay exact for
+  events up to one window late (older ones are pruned to keep memory bounded).
+- Dedupe: the last ``dedupe.max_event_ids`` event ids per lead (a ring). A repeat inside the
+  ring is a no-op (same state object back, no outputs).
+- Emails go through :mod:`stream.core.emails`: unsubscribed / hard-bounced / holdout /
+  frequency cap produce ``skipped`` actions with a ``skip_reason``. The cap counts sends on
+  the lead's clock (a late event cannot make room in the past).
+- Checkpoint verdicts use event time: an activation or session from before the 48h checkpoint
+  that arrives after it revises the verdict (``trial.checkpoint_48h_revised``).
+- Silence and stale timers are lazy: activity does not move them; when one fires it re-arms
+  at the real due time if there was activity meanwhile.
+- A lead records ``config.version`` when it enters a program and is evaluated with that
+  version while in it (:meth:`RulesConfig.for_version`, filled by
+  :func:`stream.core.config.with_history`); cadences are scheduled in full at entry.
 """
 
 from __future__ import annotations
