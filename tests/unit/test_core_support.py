@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,3 +119,34 @@ def fire(r: Run, kind: str) -> TimerFired:
     assert r.state is not None
     t = next(t for t in r.state.timers if t.kind == kind)
     return TimerFired(r.state.lead_id, t.timer_id, t.due)
+
+
+Rule = Callable[[], None]
+
+
+def registry() -> tuple[dict[str, Rule], Callable[[str], Callable[[Rule], Rule]]]:
+    """A rules table and its ``@rule("family.name")`` decorator (one per test module)."""
+    table: dict[str, Rule] = {}
+
+    def rule(name: str) -> Callable[[Rule], Rule]:
+        def register(fn: Rule) -> Rule:
+            assert name not in table, name
+            table[name] = fn
+            return fn
+
+        return register
+
+    return table, rule
+
+
+def mql_lead(at: int = 0) -> list[Event]:
+    """A high-fit lead (40) that reaches MQL with a whitepaper download (+10 = 50)."""
+    return [created(at), ev("content.downloaded", at + H, content="whitepaper")]
+
+
+def trial_lead() -> list[Event]:
+    return [created(0), ev("trial.started", H)]
+
+
+def customer(seats: float = 20) -> list[Event]:
+    return [created(0), ev("subscription.converted", H, plan="team", seats_limit=seats)]
