@@ -78,6 +78,7 @@ class LeadAgent:
         self.dead_lettered = 0
         self.timers_fired = 0
         self.duplicates_resent = 0
+        self.eos = settings.processing_guarantee == "exactly_once"
 
     # --- the agent body ----------------------------------------------------------------------
     async def __call__(self, stream: Any) -> None:
@@ -105,7 +106,7 @@ class LeadAgent:
             await self._dead_letter(raw, key, "processing_error", repr(exc)[:500], msg)
             return
         self.events_processed += 1
-        await self._emit(key, out)
+        await self._emit(key, out, topic, partition)
         m = self.metrics
         if m is not None:
             m.event_in(topic, event.type)
@@ -128,22 +129,38 @@ class LeadAgent:
             self.tick_outstanding.pop(partition, None)  # let the ticker send the next at once
         self.timers_fired += len(out.fired_lags_ms)
         if out.transition_out or out.action_out:
-            await self._emit(None, out)
+            await self._emit(None, out, topic, partition)
         if self.metrics is not None:
             self._observe(out)
 
     # --- outputs -----------------------------------------------------------------------------
-    async def _emit(self, key: bytes | None, out: Outcome) -> None:
-        producer = self.app.producer
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, src_topic: str, src_partition: int
+    ) -> None:
+        """Send an output. At least once: the plain producer (flushed before every offset
+        commit). Exactly once: the transactional producer of the *input* partition, so the
+        output commits atomically with that partition's offsets and changelog writes."""
+        if self.eos:
+            app: Any = self.app
+            group = app.assignor.group_for_topic(src_topic)
+            tid = f"{app.conf.id}-{group}-{src_partition}"
+            await app.consumer.transactions.producer.send(
+                topic, key, value, None, None, None, transactional_id=tid
+            )
+        else:
+            await self.app.producer.send(topic, key, value, None, None, None)
+
+    async def _emit(self, key: bytes | None, out: Outcome, src: str, part: int) -> None:
+        send = self.send
         s = self.settings
         self.duplicates_resent += out.replayed
         # all outputs of an event belong to its lead; a tick's outputs name theirs
         for value in out.transition_out:
             lead = key if key is not None else orjson.loads(value)["lead_id"].encode()
-            await producer.send(s.topic_transitions, lead, value, None, None, None)
+            await send(s.topic_transitions, lead, value, src, part)
         for value in out.action_out:
             lead = key if key is not None else orjson.loads(value)["lead_id"].encode()
-            await producer.send(s.topic_actions, lead, value, None, None, None)
+            await send(s.topic_actions, lead, value, src, part)
         if out.transitions:
             by_lead: dict[str, list[dict[str, Any]]] = {}
             for t in out.transitions:
@@ -176,8 +193,12 @@ class LeadAgent:
             partition=msg.partition,
             offset=msg.offset,
         )
-        await self.app.producer.send(
-            self.settings.topic_dead_letter, key, _fit_dead_letter(record), None, None, None
+        await self.send(
+            self.settings.topic_dead_letter,
+            key,
+            _fit_dead_letter(record),
+            msg.topic,
+            msg.partition,
         )
         self.dead_lettered += 1
         if self.metrics is not None:
@@ -232,7 +253,10 @@ class Ticker:
             agent.tick_outstanding[p] = now
             self._last_sent[p] = now
             value = orjson.dumps({"now": now_wall})
-            await self.app.producer.send(agent.tick_topic, None, value, p, None, None)
+            # ticks are not part of any transaction: visible at once, harmless if repeated
+            producer = self.app.producer
+            await producer.maybe_start()
+            await producer.send(agent.tick_topic, None, value, p, None, None)
         m = agent.metrics
         if m is not None:
             m.set_pending_timers(due.pending())

@@ -204,7 +204,10 @@ class LeadProcessor:
         lead_id = event.lead_id
         rec = self.load(partition, lead_id)
         if offset <= rec.applied.get(f"{topic}:{partition}", -1):
-            self._replay_outbox(rec, topic, partition, offset, out)  # re-delivered input
+            # a re-delivered input: re-send its outputs and re-write the record (under exactly
+            # once the first attempt's changelog write may have been aborted with its outputs)
+            self._replay_outbox(rec, topic, partition, offset, out)
+            self._save(partition, lead_id, rec)
             return out
         now = self.clock()
         clock = max(now, event.at)
@@ -231,9 +234,12 @@ class LeadProcessor:
         ticks: dict[str, Any] = orjson.loads(raw) if raw else {}
         touched = ticks.get(str(offset))
         if touched is not None:  # re-delivered tick: re-send what it produced
+            self.store[tick_key] = raw  # type: ignore[assignment]
             for lead_id in touched:
                 rec = self.load(partition, lead_id)
                 self._replay_outbox(rec, topic, partition, offset, out)
+                if rec.state is not None:
+                    self._save(partition, lead_id, rec)
         part = self.due.partition(partition)
         due = part.pop_due(now, limit)
         if due:
