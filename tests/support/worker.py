@@ -85,6 +85,10 @@ class WorkerProcess:
         env: Mapping[str, str] | None = None,
     ) -> WorkerProcess:
         merged = settings_env(settings)
+        # run any worker test under the other guarantee: NURTURE_TEST_PROCESSING_GUARANTEE
+        override = os.environ.get("NURTURE_TEST_PROCESSING_GUARANTEE")
+        if override:
+            merged["NURTURE_PROCESSING_GUARANTEE"] = override
         merged.update(env or {})
         return cls(
             settings.kafka_bootstrap_servers,
