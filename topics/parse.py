@@ -22,7 +22,6 @@ from topics.events import EVENT_TYPES, NoProperties
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_ID_LENGTH = 200
-_REQUIRED = ("event_id", "type", "lead_id", "occurred_at")
 # RFC 3339 date-time with a mandatory offset (Z or +hh:mm); fractional seconds optional.
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
@@ -130,7 +129,10 @@ def parse_event(raw: bytes, key: bytes | None = None, *, key_required: bool = Fa
         raise InvalidEvent("invalid_json", str(exc)[:200]) from None
     if not isinstance(doc, dict):
         raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
-    event_id, event_type, lead_id, occurred_at = (_require_str(doc, f) for f in _REQUIRED)
+    event_id = _require_str(doc, "event_id")
+    event_type = _require_str(doc, "type")
+    lead_id = _require_str(doc, "lead_id")
+    occurred_at = _require_str(doc, "occurred_at")
     if event_type not in EVENT_TYPES:
         raise InvalidEvent("unknown_type", f"event type {event_type[:100]!r} is not in v1")
     at = _parse_time(occurred_at)

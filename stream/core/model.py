@@ -8,9 +8,11 @@ call ``stream.core.engine.step``; both serialise :class:`Transition` / :class:`A
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 DAY_MS = 86_400_000
@@ -19,12 +21,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
 
+@lru_cache(maxsize=16384)
 def ms_to_rfc3339(ms: int) -> str:
-    """Render epoch milliseconds as RFC 3339 UTC (``2026-11-20T10:00:00Z``, ms kept if non-zero)."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    if ms % 1000:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Render epoch milliseconds as RFC 3339 UTC (``2026-11-20T10:00:00Z``, ms kept if non-zero).
+
+    Cached: the transitions and actions of one step share their ``at``.
+    """
+    seconds, millis = divmod(ms, 1000)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{millis:03d}Z" if millis else text + "Z"
 
 
 def rfc3339_to_ms(text: str) -> int:

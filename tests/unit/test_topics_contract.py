@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from stream.core.model import rfc3339_to_ms
+from stream.core.model import ms_to_rfc3339, rfc3339_to_ms
 from topics.catalog import catalog
 from topics.events import EVENT_TYPES
 from topics.export import SCHEMA_DIR, all_schemas, render, typed_event_model
@@ -194,3 +194,8 @@ def test_impossible_dates_are_rejected(text: str) -> None:
 def test_fast_utc_path_agrees_on_any_instant(moment: datetime) -> None:
     text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     assert parse_event(_raw(occurred_at=text)).at == rfc3339_to_ms(text)
+
+
+@given(st.integers(min_value=0, max_value=7_000_000_000_000))
+def test_ms_rfc3339_round_trip(ms: int) -> None:
+    assert rfc3339_to_ms(ms_to_rfc3339(ms)) == ms
