@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Program = Literal[
+    "prospect",
     "low_touch",
     "mql_nurture",
     "trial_nurture",
@@ -32,9 +33,9 @@ class TransitionRecord(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     lead_id: str
-    from_program: str | None
+    from_program: Program | None
     from_state: str | None
-    to_program: str
+    to_program: Program
     to_state: str | None
     reason: str = Field(min_length=1)
     signals: dict[str, Any]
@@ -54,13 +55,13 @@ class ActionRecord(BaseModel):
     lead_id: str
     type: Literal["send", "handoff", "enroll", "exit", "suppress", "skipped"]
     channel: Literal["email", "in_app", "sales_task", "csm_task", "none"]
-    program: str
+    program: Program
     template: str | None
     reason: str
     context: dict[str, Any]
     caused_by: str
     at: AwareDatetime
-    skip_reason: str | None = None
+    skip_reason: Literal["frequency_cap", "unsubscribed", "hard_bounced", "holdout"] | None = None
 
 
 class DeadLetterRecord(BaseModel):
