@@ -13,8 +13,27 @@ Topology (all topics co-partitioned, same partition count):
 * table ``lead-history``: the last transitions per lead, for ``GET /leads/{lead_id}``;
 * outputs: actions, transitions, dead letters (keyed by lead_id / original key).
 
-Delivery: ``processing_guarantee`` comes from the settings (``at_least_once`` by default); see
-the README section "Delivery guarantee" for what a consumer of nurture.actions must do.
+Delivery guarantee (``NURTURE_PROCESSING_GUARANTEE``, default ``at_least_once``):
+
+* at_least_once: outputs and changelog writes are flushed before every offset commit (Faust
+  flushes the producer before committing). After a crash, inputs after the last commit are
+  delivered again; the lead's record remembers the highest input offset applied and keeps the
+  outputs of uncommitted inputs (an outbox, :mod:`stream.runtime.record`), so a re-delivered
+  input is never stepped twice and its outputs are sent again: nothing is lost, duplicates are
+  possible and carry the same ``action_id``. Proven by tests/reliability/test_worker_crash.py
+  (SIGKILLs while events stream and while timers fall due; deduplicated actions equal the core's).
+* exactly_once (tried, not kept): outputs go through the transactional producer of the input
+  partition, together with that partition's changelog writes and offsets. The end-to-end
+  scenarios pass under it, but the SIGKILL test does not: after a restart, during the
+  rebalance, Faust's producer buffer sends a changelog record outside a transaction
+  (aiokafka ``IllegalOperation: Can't send messages while not in transaction``), the app
+  crashes ("Cannot flush: Producer not Running") and stops processing (the faust-streaming
+  transaction bugs #177/#323/#517). Re-run with
+  ``NURTURE_TEST_PROCESSING_GUARANTEE=exactly_once pytest tests/reliability/test_worker_crash.py``.
+
+What a consumer of nurture.actions must do either way: read with ``read_committed`` and
+deduplicate on ``action_id`` (it is derived from the cause, so a replay or a re-send carries the
+same id); act only on ``type == "send"`` for email.
 """
 
 from __future__ import annotations
