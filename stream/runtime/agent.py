@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nurture.worker")
 
-HISTORY_KEEP = 10
 MAX_DEAD_LETTER_BYTES = 900_000  # stay under the broker's default 1 MB message limit
 TICK_BATCH = 2000  # leads fired per tick; the rest go on the next (immediate) tick
 
@@ -62,13 +61,11 @@ class LeadAgent:
         app: faust.App,
         settings: Settings,
         processor: LeadProcessor,
-        history: Any,
         metrics: Metrics | None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.processor = processor
-        self.history = history
         self.metrics = metrics
         self.tick_topic = tick_topic_name(settings)
         self.input_topics = set(settings.input_topics)
@@ -161,21 +158,12 @@ class LeadAgent:
         for value in out.action_out:
             lead = key if key is not None else orjson.loads(value)["lead_id"].encode()
             await send(s.topic_actions, lead, value, src, part)
-        if out.transitions:
-            by_lead: dict[str, list[dict[str, Any]]] = {}
-            for t in out.transitions:
-                by_lead.setdefault(t.lead_id, []).append(t.to_record())
-            for lead_id, records in by_lead.items():
-                raw = self.history.get(lead_id)
-                items: list[Any] = orjson.loads(raw) if raw else []
-                items.extend(records)
-                self.history[lead_id] = orjson.dumps(items[-HISTORY_KEEP:])
 
     def _observe(self, out: Outcome) -> None:
         m = self.metrics
         assert m is not None
-        for t in out.transitions:
-            m.observe_transition(t.to_record())
+        for record in out.transition_records:
+            m.observe_transition(record)
         for record in out.action_records:
             m.observe_action(record)
         for lag in out.fired_lags_ms:

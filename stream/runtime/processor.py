@@ -28,7 +28,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from stream.core.model import Event, TimerFired, Transition
-from stream.runtime.record import OUTBOX_CAP, LeadRecord, encode_record, split_record
+from stream.runtime.record import (
+    HISTORY_KEEP,
+    OUTBOX_CAP,
+    LeadRecord,
+    encode_record,
+    split_record,
+)
 from stream.runtime.timers import DueIndex
 
 if TYPE_CHECKING:
@@ -57,6 +63,7 @@ class Outcome:
     """What processing one input produced; ``*_out`` are the encoded records to send."""
 
     transitions: list[Transition] = field(default_factory=list)
+    transition_records: list[dict[str, Any]] = field(default_factory=list)
     transition_out: list[bytes] = field(default_factory=list)
     action_records: list[dict[str, Any]] = field(default_factory=list)
     action_out: list[bytes] = field(default_factory=list)
@@ -132,8 +139,8 @@ class LeadProcessor:
             if raw is None:
                 rec = LeadRecord(None)
             else:
-                state_bytes, applied, outbox = split_record(raw)
-                rec = LeadRecord(self._decode(state_bytes), applied, outbox)
+                state_bytes, applied, outbox, history = split_record(raw)
+                rec = LeadRecord(self._decode(state_bytes), applied, outbox, history)
         cache[lead_id] = rec  # (re)insert at the end: dict order is the LRU order
         return rec
 
@@ -172,8 +179,10 @@ class LeadProcessor:
     @staticmethod
     def _collect(result: Any, out: Outcome) -> None:
         for t in result.transitions:
+            record = t.to_record()
             out.transitions.append(t)
-            out.transition_out.append(orjson.dumps(t.to_record()))
+            out.transition_records.append(record)
+            out.transition_out.append(orjson.dumps(record))
         for a in result.actions:
             record = a.to_record()
             out.action_records.append(record)
@@ -183,6 +192,8 @@ class LeadProcessor:
         self, rec: LeadRecord, topic: str, partition: int, offset: int, out: Outcome
     ) -> None:
         rec.applied[f"{topic}:{partition}"] = offset
+        if out.transition_records:
+            rec.history = (rec.history + out.transition_records)[-HISTORY_KEEP:]
         trs, acs = out.transition_out, out.action_out
         if trs or acs:
             rec.outbox.append(
@@ -251,12 +262,15 @@ class LeadProcessor:
         for lead_id, _due in due:
             rec = self.load(partition, lead_id)
             n0 = len(out.transition_out)
+            r0 = len(out.transition_records)
             a0 = len(out.action_out)
             st = self._fire_due(rec.state, lead_id, now, now, out)
             if st is not None and st is not rec.state:
                 rec.state = st
                 sub = Outcome(
-                    transition_out=out.transition_out[n0:], action_out=out.action_out[a0:]
+                    transition_records=out.transition_records[r0:],
+                    transition_out=out.transition_out[n0:],
+                    action_out=out.action_out[a0:],
                 )
                 self._record_outputs(rec, topic, partition, offset, sub)
                 self._save(partition, lead_id, rec)
@@ -274,8 +288,8 @@ class LeadProcessor:
         raw = self.store.get(lead_id)
         if raw is None:
             return None
-        state_bytes, applied, outbox = split_record(raw)
-        return LeadRecord(self._decode(state_bytes), applied, outbox)
+        state_bytes, applied, outbox, history = split_record(raw)
+        return LeadRecord(self._decode(state_bytes), applied, outbox, history)
 
 
 def _next_due(st: Any) -> int | None:

@@ -3,9 +3,10 @@
 Layout (bytes): ``b"N1"`` + 4-byte big-endian length of the state + the state bytes of
 :func:`stream.core.state.encode_state` + a JSON metadata block::
 
-    [applied, outbox]
+    [applied, outbox, history]
     applied = {"<topic>:<partition>": <highest input offset applied to this lead>}
     outbox  = [[topic, partition, offset, [transition JSON...], [action JSON...]], ...]
+    history = [transition record, ...]  (the last HISTORY_KEEP, for GET /leads/{lead_id})
 
 Why: at-least-once processing re-delivers inputs after a crash, but the lead's state (local
 RocksDB, changelog) may already include them. A re-delivered input whose offset is ``<=``
@@ -25,6 +26,7 @@ import orjson
 MAGIC = b"N1"
 _LEN = struct.Struct(">I")
 OUTBOX_CAP = 512
+HISTORY_KEEP = 10
 
 OutboxEntry = list[Any]  # [topic, partition, offset, [str...], [str...]]
 
@@ -34,18 +36,19 @@ class LeadRecord:
     state: Any  # LeadState | None
     applied: dict[str, int] = field(default_factory=dict)
     outbox: list[OutboxEntry] = field(default_factory=list)
+    history: list[Any] = field(default_factory=list)
 
 
 def encode_record(state_bytes: bytes, rec: LeadRecord) -> bytes:
-    meta = orjson.dumps([rec.applied, rec.outbox])
+    meta = orjson.dumps([rec.applied, rec.outbox, rec.history])
     return b"".join((MAGIC, _LEN.pack(len(state_bytes)), state_bytes, meta))
 
 
-def split_record(raw: bytes) -> tuple[bytes, dict[str, int], list[OutboxEntry]]:
-    """(state bytes, applied, outbox). A value without the header is a bare encoded state."""
+def split_record(raw: bytes) -> tuple[bytes, dict[str, int], list[OutboxEntry], list[Any]]:
+    """(state bytes, applied, outbox, history). A value without the header is a bare state."""
     if raw[:2] != MAGIC:
-        return raw, {}, []
+        return raw, {}, [], []
     (n,) = _LEN.unpack_from(raw, 2)
     state_bytes = raw[6 : 6 + n]
-    applied, outbox = orjson.loads(raw[6 + n :])
-    return state_bytes, applied, outbox
+    meta = orjson.loads(raw[6 + n :])
+    return state_bytes, meta[0], meta[1], meta[2] if len(meta) > 2 else []

@@ -50,14 +50,13 @@ def lead_view(agent: LeadAgent, lead_id: str) -> dict[str, Any] | None:
         for t in sorted(state.timers)
     ]
     doc.pop("timers", None)
-    raw = agent.history.get(lead_id)
     return {
         "lead_id": lead_id,
         "program": state.program,
         "program_state": state.program_state,
         "icp_tier": state.icp_tier,
         "pending_timers": timers,
-        "last_transitions": orjson.loads(raw) if raw else [],
+        "last_transitions": rec.history,
         "state": doc,
     }
 
