@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -29,15 +30,23 @@ def register(sub: Any) -> None:
     parser.add_argument("--window-days", type=int, default=90, help="template window (days)")
     parser.add_argument("--json", action="store_true", help="JSON only, even on a TTY")
     parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout (seconds)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("NURTURE_WEB_TOKEN"),
+        help="bearer token of the worker's web endpoints (default: $NURTURE_WEB_TOKEN)",
+    )
     parser.set_defaults(func=run)
 
 
-def fetch(url: str, timeout: float = 10.0) -> dict[str, Any]:
-    """GET ``<url>/report`` and return the decoded JSON object."""
+def fetch(url: str, timeout: float = 10.0, token: str | None = None) -> dict[str, Any]:
+    """GET ``<url>/report`` (with ``Authorization: Bearer <token>`` if given), decoded."""
     target = url.rstrip("/")
     if not target.endswith("/report"):
         target += "/report"
-    with urllib.request.urlopen(target, timeout=timeout) as resp:
+    request = urllib.request.Request(target)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
         data = json.loads(resp.read().decode("utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{target} did not return a JSON object")
@@ -105,7 +114,7 @@ def print_table(report: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.url:
-            report = fetch(args.url, args.timeout)
+            report = fetch(args.url, args.timeout, args.token)
         else:
             report = from_files(args.transitions, args.actions, args.window_days)
     except (OSError, urllib.error.URLError, ValueError) as exc:

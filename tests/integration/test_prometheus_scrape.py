@@ -456,7 +456,9 @@ def _metric_total(body: str, sample: str, **labels: str) -> float:
     return total
 
 
-def test_worker_serves_pipeline_report_and_series(kafka_settings: Any) -> None:
+def test_worker_serves_pipeline_report_and_series(
+    kafka_settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """GET /report of a running worker and its nurture_pipeline_* series, against hand figures.
 
     Q-1..Q-3 (nurtured) and Q-26 (holdout) enter mql_nurture at t0 + 1 s (t0 = 3 days ago);
@@ -493,8 +495,6 @@ def test_worker_serves_pipeline_report_and_series(kafka_settings: Any) -> None:
 
     with WorkerProcess.from_settings(settings) as worker:
         worker.wait_ready()
-        if worker.get("/report")[0] == 404:
-            pytest.skip("the worker does not serve GET /report yet (stream/runtime/web.py)")
 
         def processed() -> float:
             body = _get(f"{worker.url}/metrics").decode()
@@ -526,6 +526,13 @@ def test_worker_serves_pipeline_report_and_series(kafka_settings: Any) -> None:
             "relative": -0.666667,
             "median_days_saved": -1.0,
         }
+
+        # `nurture report --url` prints the same report
+        from stream.cli import main
+
+        capsys.readouterr()
+        assert main(["report", "--url", worker.url, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == report
 
         body = _get(f"{worker.url}/metrics").decode()
         lab = {"program": "mql_nurture", "cohort": cohort, "icp_tier": "high"}

@@ -396,10 +396,12 @@ def test_cli_report_from_url(capsys: pytest.CaptureFixture[str]) -> None:
     tr, ac = fixture()
     body = build_report(tr, ac).to_json().encode()
     paths: list[str] = []
+    auth: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             paths.append(self.path)
+            auth.append(self.headers.get("Authorization"))
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -414,12 +416,15 @@ def test_cli_report_from_url(capsys: pytest.CaptureFixture[str]) -> None:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        assert main(["report", "--url", url]) == 0
+        assert main(["report", "--url", url, "--token", ""]) == 0
+        assert main(["report", "--url", url + "/report", "--token", "s3cret"]) == 0
     finally:
         server.shutdown()
         server.server_close()
-    assert paths == ["/report"]
-    assert json.loads(capsys.readouterr().out)["programs"] == EXPECTED_PROGRAMS
+    assert paths == ["/report", "/report"]
+    assert auth == [None, "Bearer s3cret"]
+    first = capsys.readouterr().out.split("\n}\n")[0] + "\n}"
+    assert json.loads(first)["programs"] == EXPECTED_PROGRAMS
 
 
 def test_cli_report_unreachable_worker_fails_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
