@@ -219,6 +219,7 @@ def dashboard_and_alert_series() -> set[str]:
 #   transitions: -> low_touch 6 (icp.out_of_icp), -> prospect 4, -> mql_nurture 4; total 14
 #   actions: enroll 4; email sends 3 (Q-1..Q-3); skipped 1 (Q-26, skip reason holdout)
 #   occupancy: low_touch 6, mql_nurture 4, prospect 0 (entered and left)
+#   pipeline: mql_nurture entries 3 nurtured + 1 holdout (tier high); 3 template sends
 #   pending timers: the worker's due index holds each lead's next due timer, so the gauge counts
 #   leads with a pending timer: the 4 MQL leads (each has silence and mql.stale pending)
 OUT_LEADS = [f"O-{i}" for i in range(6)]
@@ -340,6 +341,9 @@ def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
             'sum(nurture_leads{program="mql_nurture"})': 4.0,
             "sum(nurture_timers_pending)": 4.0,
             "sum(nurture_processing_latency_seconds_count)": 26.0,
+            'sum(nurture_pipeline_entries_total{program="mql_nurture",group="nurtured"})': 3.0,
+            'sum(nurture_pipeline_entries_total{program="mql_nurture",group="holdout"})': 1.0,
+            'sum(nurture_pipeline_template_sends_total{program="mql_nurture"})': 3.0,
             'count(up{job="nurture-worker"} == 1)': 1.0,
         }
 
