@@ -238,52 +238,31 @@ def _firmographics(size: int) -> dict[str, Any]:
     }
 
 
-def known_events() -> tuple[list[dict[str, Any]], list[bytes]]:
+def ev(lead: str, kind: str, at: int, suffix: str = "", **props: Any) -> dict[str, Any]:
+    """A contract event; ``event_id`` is ``<lead>-<type><suffix>``."""
     from stream.core.model import ms_to_rfc3339
 
+    return {
+        "event_id": f"{lead}-{kind}{suffix}",
+        "type": kind,
+        "lead_id": lead,
+        "occurred_at": ms_to_rfc3339(at),
+        "properties": props,
+    }
+
+
+def known_events() -> tuple[list[dict[str, Any]], list[bytes]]:
     t0 = (int(time.time()) - 120) * 1000
     events: list[dict[str, Any]] = []
     for lead in OUT_LEADS:
-        events.append(
-            {
-                "event_id": f"{lead}-created",
-                "type": "lead.created",
-                "lead_id": lead,
-                "account_id": f"A-{lead}",
-                "occurred_at": ms_to_rfc3339(t0),
-                "properties": _firmographics(4),
-            }
-        )
+        events.append(ev(lead, "lead.created", t0, **_firmographics(4)))
         for v in range(2):
-            events.append(
-                {
-                    "event_id": f"{lead}-view-{v}",
-                    "type": "page.viewed",
-                    "lead_id": lead,
-                    "occurred_at": ms_to_rfc3339(t0 + (v + 1) * 1000),
-                    "properties": {"page": "pricing"},
-                }
-            )
+            events.append(ev(lead, "page.viewed", t0 + (v + 1) * 1000, f"-{v}", page="pricing"))
     for lead in MQL_LEADS:
-        events.append(
-            {
-                "event_id": f"{lead}-created",
-                "type": "lead.created",
-                "lead_id": lead,
-                "occurred_at": ms_to_rfc3339(t0),
-                "properties": _firmographics(200),
-            }
-        )
-        events.append(
-            {
-                "event_id": f"{lead}-view",
-                "type": "page.viewed",
-                "lead_id": lead,
-                "occurred_at": ms_to_rfc3339(t0 + 1000),
-                "properties": {"page": "pricing"},
-            }
-        )
-    missing_lead = {"event_id": "bad-1", "type": "lead.created", "occurred_at": ms_to_rfc3339(t0)}
+        events.append(ev(lead, "lead.created", t0, **_firmographics(200)))
+        events.append(ev(lead, "page.viewed", t0 + 1000, page="pricing"))
+    missing_lead = ev("bad", "lead.created", t0)
+    del missing_lead["lead_id"]
     bad = [b"{not json", b"\xff\xfe garbage", json.dumps(missing_lead).encode()]
     return events, bad
 
@@ -473,22 +452,13 @@ def test_worker_serves_pipeline_report_and_series(
       lift: rate points 0.333333 - 1.0 = -0.666667, relative 0.333333/1 - 1 = -0.666667,
             median days saved 1.0 - 2.0 = -1.0
     """
-    from stream.core.model import DAY_MS, ms_to_rfc3339
+    from stream.core.model import DAY_MS
     from stream.report.pipeline import build_report, iso_week
     from tests.support.worker import WorkerProcess, consume_all, produce_events
 
     settings = kafka_settings
     t0 = (int(time.time()) - 3 * 86_400) * 1000
     entry = t0 + 1000
-
-    def ev(lead: str, kind: str, at: int, **props: Any) -> dict[str, Any]:
-        return {
-            "event_id": f"{lead}-{kind}",
-            "type": kind,
-            "lead_id": lead,
-            "occurred_at": ms_to_rfc3339(at),
-            "properties": props,
-        }
 
     created = [ev(lead, "lead.created", t0, **_firmographics(200)) for lead in MQL_LEADS]
     views = [ev(lead, "page.viewed", entry, page="pricing") for lead in MQL_LEADS]
