@@ -99,6 +99,7 @@ class LeadAgent:
             await self._dead_letter(raw, key, exc.reason, exc.detail, msg)
             return
         try:
+            self.ensure_index(partition)
             out = self.processor.on_event(event, topic, partition, offset)
         except Exception as exc:  # a core bug must not stop the worker: park the message
             log.exception("processing %s:%s:%s failed", topic, partition, offset)
@@ -113,16 +114,24 @@ class LeadAgent:
                 m.observe_latency(time.time() - msg.timestamp)
             self._observe(out)
 
+    def ensure_index(self, partition: int) -> None:
+        """Rebuild the partition's due index from the (recovered) table before the first input
+        of the partition is processed after an assignment or a restart: an event must not
+        create an empty index that hides the timers of the partition's other leads."""
+        proc = self.processor
+        if proc.due.loaded(partition):
+            return
+        table: Any = proc.store
+        store = table.data
+        db = store._db_for_partition(partition)
+        n = proc.rebuild_index(partition, store._visible_items(db))
+        self.index_loaded_event += 1
+        log.info("timer index for partition %d rebuilt: %d leads with timers", partition, n)
+
     async def _on_tick(self, topic: str, partition: int, offset: int) -> None:
         self.tick_outstanding.pop(partition, None)
         proc = self.processor
-        if not proc.due.loaded(partition):
-            table: Any = self.processor.store
-            store = table.data
-            db = store._db_for_partition(partition)
-            n = proc.rebuild_index(partition, store._visible_items(db))
-            self.index_loaded_event += 1
-            log.info("timer index for partition %d rebuilt: %d leads with timers", partition, n)
+        self.ensure_index(partition)
         out, more = proc.on_tick(topic, partition, offset, limit=TICK_BATCH)
         if more:
             self.tick_outstanding.pop(partition, None)  # let the ticker send the next at once
