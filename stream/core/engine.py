@@ -82,8 +82,42 @@ class StepResult(NamedTuple):
     timers: tuple[Timer, ...]
 
 
+_make = tuple.__new__  # builds a NamedTuple from its fields without the Python-level __new__
+
+
 def _noop(state: LeadState) -> StepResult:
-    return StepResult(state, (), (), state.timers)
+    return _make(StepResult, (state, (), (), state.timers))
+
+
+def _passive(state: LeadState, inp: Event, config: RulesConfig) -> StepResult:
+    """Fast path for a PASSIVE event of a routed lead (no fact, no rule, no timer moves).
+
+    Exactly what the general path does for such an event, without the Draft/Ctx round trip:
+    dedupe ring, clock, account id, activity time, score decay and signal pruning."""
+    at = inp.at
+    wm = state.watermark
+    now = at if wm is None or at > wm else wm
+    f = list(state)
+    f[30] = seen_add(state.seen_ids, inp.event_id, config.dedupe.max_event_ids)  # seen_ids
+    f[11] = now  # watermark
+    if inp.account_id is not None and state.account_id is None:
+        f[1] = inp.account_id
+    if inp.type in ACTIVITY:
+        last = state.last_activity_at
+        if last is None or at > last:
+            f[12] = at  # last_activity_at
+    events = state.score_events
+    signals = state.signal_events
+    if events or signals:
+        ms = config.ms
+        if events and events[0][0] <= now - ms.score_decay_ms:  # compute_score, pruning
+            horizon = now - ms.score_decay_ms
+            events = f[19] = tuple(e for e in events if e[0] > horizon)
+            f[14] = ms.fit_points.get(state.icp_tier, 0) + sum([p for t, p in events if t <= now])
+        if signals and signals[0][0] < now - ms.signal_retention_ms:  # prune_signals
+            horizon = now - ms.signal_retention_ms
+            f[20] = tuple(e for e in signals if e[0] >= horizon)
+    return _make(StepResult, (_make(LeadState, f), (), (), state.timers))
 
 
 def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) -> StepResult:
@@ -94,6 +128,8 @@ def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) 
         return _on_timer(state, inp, config)
     if inp.type not in HANDLED_TYPES or seen_contains(state.seen_ids, inp.event_id):
         return _noop(state)
+    if inp.type in PASSIVE and state.program is not None and inp.event_id[:6] != "timer:":
+        return _passive(state, inp, config)  # an event id "timer:*" takes the general path
     d = Draft(state)
     d.seen_ids = seen_add(state.seen_ids, inp.event_id, config.dedupe.max_event_ids)
     now = inp.at if state.watermark is None or inp.at > state.watermark else state.watermark
@@ -117,7 +153,7 @@ def _finish(ctx: Ctx, program_before: str | None) -> StepResult:
     if ctx.transitions or ctx.d.program != program_before or ctx.caused_by[:6] == "timer:":
         _reconcile_timers(ctx)
     new = ctx.d.freeze()
-    return StepResult(new, tuple(ctx.transitions), tuple(ctx.actions), new.timers)
+    return _make(StepResult, (new, tuple(ctx.transitions), tuple(ctx.actions), new.timers))
 
 
 def _on_timer(state: LeadState, tf: TimerFired, config: RulesConfig) -> StepResult:
