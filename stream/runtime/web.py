@@ -41,6 +41,8 @@ def readiness(app: faust.App) -> tuple[bool, str]:
 
 
 def lead_view(agent: LeadAgent, lead_id: str) -> dict[str, Any] | None:
+    if lead_id.startswith("__"):
+        return None  # runtime bookkeeping keys (tick records), not leads
     rec = agent.processor.peek(None, lead_id)
     if rec is None or rec.state is None:
         return None
