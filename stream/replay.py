@@ -26,6 +26,7 @@ wall clock except the optional progress bar.
 from __future__ import annotations
 
 import base64
+import gc
 import gzip
 import heapq
 import io
@@ -48,6 +49,9 @@ STRUCTURED_PROGRAMS = ("mql_nurture", "trial_nurture", "re_engagement", "expansi
 OPPORTUNITY_REASON = "crm.opportunity_created"
 #: time-to-opportunity histogram bucket edges, in days (last bucket is open-ended)
 TTO_EDGES: tuple[int, ...] = (0, 1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90)
+
+#: garbage-collector thresholds while replaying (see :func:`replay_file`)
+REPLAY_GC_THRESHOLD = (50_000, 20, 100)
 
 StepSink = Callable[["StepResult"], None]
 
@@ -302,26 +306,43 @@ def replay_file(
         open(out_dir / "dead_letter.jsonl", "wb") as d_out,
         open_events(events_path) as fh,
     ):
+        t_write, a_write = t_out.write, a_out.write
+        add_transition, add_flow, add_action = (
+            report.add_transition,
+            flow.add_transition,
+            report.add_action,
+        )
 
         def sink(result: StepResult) -> None:
             # records are written with the contract's RFC 3339 ``at``; the report and the flow
             # stats accept epoch ms, which spares them parsing it back
-            for tr in result.transitions:
-                record = tr.to_record()
-                t_out.write(dumps(record, option=newline))
-                record["at"] = tr.at
-                report.add_transition(record)
-                flow.add_transition(record)
-            for action in result.actions:
-                record = action.to_record()
-                a_out.write(dumps(record, option=newline))
-                record["at"] = action.at
-                report.add_action(record)
-            stats.transitions += len(result.transitions)
-            stats.actions += len(result.actions)
+            transitions, actions = result.transitions, result.actions
+            if transitions:
+                for tr in transitions:
+                    record = tr.to_record()
+                    t_write(dumps(record, option=newline))
+                    record["at"] = tr.at
+                    add_transition(record)
+                    add_flow(record)
+                stats.transitions += len(transitions)
+            if actions:
+                for action in actions:
+                    record = action.to_record()
+                    a_write(dumps(record, option=newline))
+                    record["at"] = action.at
+                    add_action(record)
+                stats.actions += len(actions)
 
         runner = EventTimeRunner(config, sink)
         bar = _Progress(fh, os.path.getsize(events_path), progress)
+        gc_threshold = gc.get_threshold()
+        # The run allocates many short-lived containers per event and no reference cycles of
+        # its own: move start-up objects (modules, config) out of the collector's reach and
+        # collect the young generation less often. About 10% of the core loop's CPU time.
+        # Restored (and unfrozen) when the run ends, so callers in the same process see the
+        # collector as they left it.
+        gc.freeze()
+        gc.set_threshold(*REPLAY_GC_THRESHOLD)
         try:
             for number, raw in iter_lines(fh):
                 stats.lines = number
@@ -344,6 +365,8 @@ def replay_file(
                     bar.update(stats.events)
             horizon = runner.finish(until)
         finally:
+            gc.set_threshold(*gc_threshold)
+            gc.unfreeze()
             bar.close(stats.events)
 
     stats.timers_fired = runner.timers_fired
