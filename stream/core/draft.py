@@ -25,6 +25,8 @@ HOUR = 3_600_000
 
 _make = tuple.__new__
 _timer_key = attrgetter("due", "timer_id")
+#: a Draft's fields in LeadState order, read in one C call (``timers``: the frozen tuple)
+_fields_of = attrgetter(*("out_timers" if f == "timers" else f for f in LeadState._fields))
 
 
 class Draft:
@@ -46,6 +48,7 @@ class Draft:
         "limits",
         "mql_reached",
         "orig_timers",
+        "out_timers",
         "program",
         "program_entered_at",
         "program_state",
@@ -109,49 +112,13 @@ class Draft:
     def freeze(self) -> LeadState:
         if self.timers_dirty:
             self.timers.sort(key=_timer_key)
-            timers = tuple(self.timers)
+            self.out_timers = tuple(self.timers)
         elif len(self.timers) == len(self.orig_timers):
-            timers = self.orig_timers  # unchanged: the same tuple (callers may skip re-indexing)
+            # unchanged: the same tuple (callers may skip re-indexing)
+            self.out_timers = self.orig_timers
         else:
-            timers = tuple(self.timers)
-        return _make(
-            LeadState,
-            (
-                self.lead_id,
-                self.account_id,
-                self.icp_tier,
-                self.company_size,
-                self.industry,
-                self.program,
-                self.program_state,
-                self.program_entered_at,
-                self.program_version,
-                self.holdout,
-                self.reengage_context,
-                self.watermark,
-                self.last_activity_at,
-                self.last_movement_at,
-                self.score,
-                self.mql_reached,
-                self.sales_contacted,
-                self.customer,
-                self.email_blocked,
-                self.score_events,
-                self.signal_events,
-                self.trial_start,
-                self.activated_at,
-                self.features,
-                self.sessions,
-                self.checkpoints,
-                self.limits,
-                self.usage,
-                self.expansion_fired,
-                self.send_times,
-                self.seen_ids,
-                timers,
-                self.timer_seq,
-            ),
-        )
+            self.out_timers = tuple(self.timers)
+        return _make(LeadState, _fields_of(self))
 
     # -- timers -------------------------------------------------------------------------
     def add_timer(self, kind: str, due: int, key: str | None = None) -> str:

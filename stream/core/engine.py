@@ -139,11 +139,16 @@ def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) 
     ctx = Ctx(d, config, inp.event_id, inp.at, now)
     flags = fold_event(d, inp.type, inp.at, inp.properties, config)
     new_trial = inp.type == "trial.started" and start_trial(d, inp.at, config)
-    if flags & (SCORE_ADDED | TIER_CHANGED) or score_may_expire(d, now, config):
+    ms = config.ms
+    score_events = d.score_events  # score_may_expire, inlined
+    if flags & (SCORE_ADDED | TIER_CHANGED) or (
+        score_events and score_events[0][0] <= now - ms.score_decay_ms
+    ):
         d.score = compute_score(d, now, config)
     if not (flags == 0 and inp.type in PASSIVE and state.program is not None):
         _rules(ctx, inp, flags, new_trial)
-    if d.signal_events:
+    signal_events = d.signal_events
+    if signal_events and signal_events[0][0] < now - ms.signal_retention_ms:
         prune_signals(d, now, config)
     return _finish(ctx, state.program)
 

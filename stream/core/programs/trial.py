@@ -14,11 +14,14 @@ CHECKPOINTS = ("48h", "7d", "14d")
 
 def checkpoint_due(d: Draft, ctx: Ctx, name: str) -> int:
     rules = ctx.pcfg.trial
-    hours = {
-        "48h": rules.checkpoint_48h_hours,
-        "7d": rules.checkpoint_7d_hours,
-        "14d": rules.checkpoint_14d_hours,
-    }[name]
+    if name == "48h":
+        hours = rules.checkpoint_48h_hours
+    elif name == "7d":
+        hours = rules.checkpoint_7d_hours
+    elif name == "14d":
+        hours = rules.checkpoint_14d_hours
+    else:
+        raise KeyError(name)
     return (d.trial_start or 0) + int(hours * HOUR)
 
 
@@ -102,8 +105,10 @@ def revise_48h(ctx: Ctx) -> None:
     """A late activation/session whose event time is before the fired 48h checkpoint: the
     checkpoint is judged on event time, so its verdict is revised."""
     d = ctx.d
+    if not d.checkpoints or d.trial_start is None:
+        return
     judged = dict(d.checkpoints).get("48h")
-    if judged is None or d.trial_start is None:
+    if judged is None:
         return
     due = checkpoint_due(d, ctx, "48h")
     if ctx.at > due:
