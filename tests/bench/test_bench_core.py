@@ -21,6 +21,7 @@ from stream.core.engine import step
 from stream.core.model import Event, TimerFired
 from stream.core.state import LeadState, decode_state, encode_state
 from stream.core.synth import drive, stream
+from stream.replay import REPLAY_GC_THRESHOLD
 
 pytestmark = pytest.mark.bench
 
@@ -44,19 +45,24 @@ def test_bench_step_throughput_one_core() -> None:
     # 2) step alone over the recorded inputs (best of REPEATS; the box is shared, so CPU time
     #    is reported next to wall time). "gc frozen": the pre-built input list is moved out of
     #    the collector's reach first (gc.freeze), as a streaming worker holds no such list.
+    #    "gc as replay": frozen, plus the young-generation threshold replay runs with.
     inputs = _inputs_of(events, config)
     best: dict[str, tuple[float, float]] = {}
-    for label in ("gc on", "gc frozen"):
+    threshold = gc.get_threshold()
+    for label in ("gc on", "gc frozen", "gc as replay"):
         for _ in range(REPEATS):
             states2: dict[str, LeadState] = {}
             gc.collect()
-            if label == "gc frozen":
+            if label != "gc on":
                 gc.freeze()
+            if label == "gc as replay":
+                gc.set_threshold(*REPLAY_GC_THRESHOLD)
             t0, c0 = time.perf_counter(), time.process_time()
             for inp in inputs:
                 lead = inp.lead_id
                 states2[lead] = step(states2.get(lead), inp, config).state
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            gc.set_threshold(*threshold)
             gc.unfreeze()
             assert states2 == states  # same inputs, same result: the loop did the real work
             prev = best.get(label)
