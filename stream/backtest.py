@@ -13,6 +13,7 @@ keep a :class:`stream.report.PipelineReport` and, per lead, its *path*: the sequ
 
 from __future__ import annotations
 
+import gc
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream.replay import EventTimeRunner, iter_lines, open_events
+from stream.replay import REPLAY_GC_THRESHOLD, EventTimeRunner, iter_lines, open_events
 from stream.report.html import contribution_rows
 from topics.parse import InvalidEvent, parse_event
 
@@ -124,20 +125,27 @@ def backtest_file(
         side.report = PipelineReport()
         runners.append(EventTimeRunner(config, side.sink))
     events = dead = 0
-    with open_events(events_path) as fh:
-        for _, raw in iter_lines(fh):
-            try:
-                event = parse_event(raw)
-            except InvalidEvent:
-                dead += 1
-                continue
-            if until is not None and event.at > until:
-                continue
-            events += 1
-            for runner in runners:
-                runner.process(event)
-    for runner in runners:
-        runner.finish(until)
+    gc_threshold = gc.get_threshold()
+    gc.freeze()  # as replay_file: start-up objects out of reach, young generation larger
+    gc.set_threshold(*REPLAY_GC_THRESHOLD)
+    try:
+        with open_events(events_path) as fh:
+            for _, raw in iter_lines(fh):
+                try:
+                    event = parse_event(raw)
+                except InvalidEvent:
+                    dead += 1
+                    continue
+                if until is not None and event.at > until:
+                    continue
+                events += 1
+                for runner in runners:
+                    runner.process(event)
+        for runner in runners:
+            runner.finish(until)
+    finally:
+        gc.set_threshold(*gc_threshold)
+        gc.unfreeze()
     a, b = sides
     leads = sorted(set(a.paths) | set(b.paths))
     differing = [

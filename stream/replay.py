@@ -72,7 +72,7 @@ def iter_lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, line without its end-of-line) for every non-blank line."""
     for number, line in enumerate(fh, 1):
         stripped = line.rstrip(b"\r\n")
-        if stripped.strip():
+        if stripped and not stripped.isspace():  # == stripped.strip(), without the copy
             yield number, stripped
 
 
