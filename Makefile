@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo test lint typecheck unit integration bench kafka clean
+.PHONY: install sysdeps demo report test lint typecheck unit integration bench kafka clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,12 @@ sysdeps:
 
 demo: install
 	$(BIN)/nurture demo
+
+# A full pipeline report from simulated traffic: 2,000 leads over 90 days, replayed through the core.
+report: install
+	$(BIN)/nurture simulate --leads 2000 --days 90 --seed 1 --out out/sim-events.jsonl
+	$(BIN)/nurture replay out/sim-events.jsonl --out out/replay
+	@echo "open out/replay/report.html in a browser"
 
 lint: install
 	$(BIN)/ruff check stream topics tests

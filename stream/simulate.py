@@ -428,6 +428,7 @@ def write_file(path: Path, events: Iterator[SimEvent]) -> int:
 
     count = 0
     opener: Any = gzip.open if path.suffix == ".gz" else open
+    path.parent.mkdir(parents=True, exist_ok=True)
     with opener(path, "wb") as fh:
         for ev in events:
             fh.write(ev.line + b"\n")
