@@ -33,6 +33,7 @@ from stream.runtime.record import (
     OUTBOX_CAP,
     LeadRecord,
     encode_record,
+    peek_next_due,
     split_record,
 )
 from stream.runtime.timers import DueIndex
@@ -121,9 +122,9 @@ class LeadProcessor:
             for key, raw in items:
                 if key.startswith(b"__"):
                     continue
-                st = self._decode(split_record(raw)[0])
-                if st.timers:
-                    yield st.lead_id, min(t.due for t in st.timers)
+                due = peek_next_due(raw)
+                if due is not None:
+                    yield key.decode(), due
 
         self._cache.pop(partition, None)
         return self.due.load(partition, entries())
@@ -153,7 +154,8 @@ class LeadProcessor:
                 if done is None or entry[2] >= done:
                     keep.append(entry)
             rec.outbox = keep[-OUTBOX_CAP:]
-        self.store[lead_id] = encode_record(self._encode(rec.state), rec)
+        st = rec.state
+        self.store[lead_id] = encode_record(self._encode(st), rec, _next_due(st))
         cache = self._cache.setdefault(partition, {})
         cache[lead_id] = rec
         limit = max(1, self.cache_size // max(1, len(self._cache)))

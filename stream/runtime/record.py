@@ -1,6 +1,7 @@
 """The table value of one lead: the core's encoded state plus the runtime's delivery metadata.
 
-Layout (bytes): ``b"N1"`` + 4-byte big-endian length of the state + the state bytes of
+Layout (bytes): ``b"N2"`` + 8-byte signed big-endian next due time of the lead's timers (-1:
+none) + 4-byte big-endian length of the state + the state bytes of
 :func:`stream.core.state.encode_state` + a JSON metadata block::
 
     [applied, outbox, history]
@@ -23,8 +24,9 @@ from typing import Any
 
 import orjson
 
-MAGIC = b"N1"
-_LEN = struct.Struct(">I")
+MAGIC = b"N2"
+_HEAD = struct.Struct(">qI")  # next due (ms, -1 none), state length
+_START = len(MAGIC) + _HEAD.size
 OUTBOX_CAP = 512
 HISTORY_KEEP = 10
 
@@ -39,16 +41,26 @@ class LeadRecord:
     history: list[Any] = field(default_factory=list)
 
 
-def encode_record(state_bytes: bytes, rec: LeadRecord) -> bytes:
+def encode_record(state_bytes: bytes, rec: LeadRecord, next_due: int | None) -> bytes:
     meta = orjson.dumps([rec.applied, rec.outbox, rec.history])
-    return b"".join((MAGIC, _LEN.pack(len(state_bytes)), state_bytes, meta))
+    head = _HEAD.pack(-1 if next_due is None else next_due, len(state_bytes))
+    return b"".join((MAGIC, head, state_bytes, meta))
+
+
+def peek_next_due(raw: bytes) -> int | None:
+    """The lead's earliest pending timer, from the header alone (no state decode): rebuilding
+    a partition's due index reads only this."""
+    if raw[:2] != MAGIC:
+        return None
+    due, _n = _HEAD.unpack_from(raw, 2)
+    return None if due < 0 else int(due)
 
 
 def split_record(raw: bytes) -> tuple[bytes, dict[str, int], list[OutboxEntry], list[Any]]:
     """(state bytes, applied, outbox, history). A value without the header is a bare state."""
     if raw[:2] != MAGIC:
         return raw, {}, [], []
-    (n,) = _LEN.unpack_from(raw, 2)
-    state_bytes = raw[6 : 6 + n]
-    meta = orjson.loads(raw[6 + n :])
+    _due, n = _HEAD.unpack_from(raw, 2)
+    state_bytes = raw[_START : _START + n]
+    meta = orjson.loads(raw[_START + n :])
     return state_bytes, meta[0], meta[1], meta[2] if len(meta) > 2 else []
