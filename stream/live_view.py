@@ -17,19 +17,9 @@ from typing import Any
 
 import orjson
 
-PROGRAM_ORDER = (
-    "prospect",
-    "low_touch",
-    "mql_nurture",
-    "trial_nurture",
-    "re_engagement",
-    "expansion_nurture",
-    "sales",
-    "customer",
-    "csm",
-    "inactive",
-    "unsubscribed",
-)
+from topics.outputs import PROGRAMS
+
+PROGRAM_ORDER = PROGRAMS
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -19,6 +19,8 @@ Program = Literal[
     "inactive",
     "unsubscribed",
 ]
+#: every program, in the order reports and views list them
+PROGRAMS: tuple[str, ...] = get_args(Program)
 STRUCTURED_PROGRAMS: tuple[str, ...] = (
     "mql_nurture",
     "trial_nurture",

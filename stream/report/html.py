@@ -23,20 +23,9 @@ from typing import Any
 
 import orjson
 
-PROGRAM_ORDER = (
-    "(new)",
-    "prospect",
-    "low_touch",
-    "mql_nurture",
-    "trial_nurture",
-    "re_engagement",
-    "expansion_nurture",
-    "sales",
-    "customer",
-    "csm",
-    "inactive",
-    "unsubscribed",
-)
+from topics.outputs import PROGRAMS
+
+PROGRAM_ORDER = ("(new)", *PROGRAMS)
 TIER_ORDER = ("high", "medium", "out", "unknown")
 MIN_RECEIVERS = 10  # template rows with fewer receivers are left out of the chart
 
