@@ -30,10 +30,8 @@ Assumptions, made explicit (they are what makes the comparison exact rather than
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import time
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +39,7 @@ import orjson
 
 from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339
 from stream.simulate import SimEvent, generate
-from tests.support.worker import WorkerProcess, consume_all
+from tests.support.worker import WorkerProcess, consume_all, produce_rounds
 
 if TYPE_CHECKING:
     from stream.settings import Settings
@@ -49,6 +47,18 @@ if TYPE_CHECKING:
 LEADS = 2500
 DAYS = 30
 SEED = 21
+
+
+def as_records(
+    settings: Settings, events: list[SimEvent]
+) -> list[tuple[str, bytes | None, bytes | None]]:
+    """Simulated events as ``(input topic of their source, lead_id key, original line)``."""
+    topics = {
+        "product": settings.topic_product_events,
+        "email": settings.topic_email_events,
+        "crm": settings.topic_crm_events,
+    }
+    return [(topics[e.source], e.lead_id.encode(), e.line) for e in events]
 
 
 def build_input(path: Path) -> list[SimEvent]:
@@ -83,47 +93,6 @@ def rounds(events: list[SimEvent]) -> list[list[SimEvent]]:
         seen[e.lead_id] = e.source
         out[-1].append(e)
     return out
-
-
-def processed(worker: WorkerProcess) -> int:
-    with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(("nurture_events_in_total{", "nurture_dead_letters_total{")):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
-
-
-async def produce_in_rounds(
-    settings: Settings, worker: WorkerProcess, batches: list[list[SimEvent]]
-) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    topics = {
-        "product": settings.topic_product_events,
-        "email": settings.topic_email_events,
-        "crm": settings.topic_crm_events,
-    }
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=2
-    )
-    await producer.start()
-    sent = 0
-    try:
-        for batch in batches:
-            futures = [
-                await producer.send(topics[e.source], e.line, key=e.lead_id.encode()) for e in batch
-            ]
-            await asyncio.gather(*futures)
-            sent += len(batch)
-            deadline = time.monotonic() + 60
-            while processed(worker) < sent:
-                assert worker.running(), worker.log_tail()
-                assert time.monotonic() < deadline, f"worker stuck below {sent}"
-                await asyncio.sleep(0.01)  # poll interval of the processed-count condition
-    finally:
-        await producer.stop()
 
 
 def per_lead_clock_outputs(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -204,7 +173,7 @@ def test_worker_and_replay_give_the_same_transitions_and_actions(
     with WorkerProcess.from_settings(kafka_settings) as worker:
         worker.wait_ready()
         began = time.monotonic()
-        asyncio.run(produce_in_rounds(kafka_settings, worker, batches))
+        produce_rounds(kafka_settings, worker, (as_records(kafka_settings, b) for b in batches))
         print(f"worker processed all messages in {time.monotonic() - began:.1f} s")
         bootstrap = kafka_settings.kafka_bootstrap_servers
         got_t = consume_all(

@@ -25,6 +25,7 @@ from tests.support.worker import (
     consume_all,
     produce_events,
     produce_raw,
+    produce_rounds,
 )
 
 if TYPE_CHECKING:
@@ -137,18 +138,6 @@ def rounds(leads: list[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
     depth = max(len(j) for j in leads)
     for k in range(depth):
         yield [j[k] for j in leads if k < len(j)]
-
-
-def produce_rounds(
-    settings: Settings, worker: WorkerProcess, batches: Iterator[list[Any]], start: int = 0
-) -> int:
-    sent = start
-    for batch in batches:
-        if not batch:
-            continue
-        sent += produce_raw(settings.kafka_bootstrap_servers, batch)
-        worker.wait_processed(sent, timeout=60)
-    return sent
 
 
 def as_records(settings: Settings, events: list[dict[str, Any]]) -> list[Any]:

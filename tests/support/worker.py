@@ -274,6 +274,25 @@ def produce_raw(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes
     return int(run(_produce(bootstrap, list(records))))
 
 
+def produce_rounds(
+    settings: Settings,
+    worker: WorkerProcess,
+    batches: Iterable[list[tuple[str, bytes | None, bytes | None]]],
+    start: int = 0,
+) -> int:
+    """Produce ``(topic, key, value)`` batches one at a time, each only once ``worker`` has
+    handled every message before it (``start`` counts messages it handled earlier). Per-lead
+    order then holds across the three input topics, which Kafka orders only within one topic.
+    Returns the total handled."""
+    sent = start
+    for batch in batches:
+        if not batch:
+            continue
+        sent += produce_raw(settings.kafka_bootstrap_servers, batch)
+        worker.wait_processed(sent, timeout=60)
+    return sent
+
+
 def produce_events(
     target: str | Settings,
     events: Sequence[Mapping[str, Any]],
