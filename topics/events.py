@@ -6,9 +6,10 @@ with :mod:`topics.parse`, which applies the same property models in strict mode.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class Properties(BaseModel):
@@ -21,6 +22,28 @@ class NoProperties(Properties):
     """Types that carry no properties of their own."""
 
 
+def _aware_instant(text: str) -> str:
+    """An RFC 3339 string that names a real instant (the pattern alone admits month 13)."""
+    datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    return text
+
+
+#: an RFC 3339 timestamp with offset carried inside ``properties`` (a JSON string on the wire)
+Rfc3339 = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$",
+        json_schema_extra={"format": "date-time"},
+    ),
+    AfterValidator(_aware_instant),
+]
+
+Role = Literal["admin", "end_user", "executive"]
+Severity = Literal["low", "normal", "high", "urgent"]
+BillingStatus = Literal["active", "past_due", "payment_failed", "suspended"]
+AdvocacyKind = Literal["review", "reference", "case_study"]
+
+
 # --- CRM --------------------------------------------------------------------------------------
 class LeadProfile(Properties):
     company_size: int | None = Field(None, ge=0, description="employees")
@@ -29,6 +52,7 @@ class LeadProfile(Properties):
     tech_stack: list[str] | None = None
     source: str | None = None
     title: str | None = None
+    role: Role | None = Field(None, description="the person's role in a customer account")
 
 
 class SubscriptionConverted(Properties):
@@ -36,6 +60,18 @@ class SubscriptionConverted(Properties):
     seats_limit: float | None = Field(None, ge=0)
     api_calls_limit: float | None = Field(None, ge=0)
     data_volume_limit: float | None = Field(None, ge=0)
+    renewal_at: Rfc3339 | None = Field(None, description="end of the first term")
+    term_months: int | None = Field(None, ge=1, le=120)
+    arr: float | None = Field(None, ge=0, description="annual recurring revenue")
+
+
+class SubscriptionRenewed(Properties):
+    renewal_at: Rfc3339 = Field(description="end of the new term")
+    arr: float | None = Field(None, ge=0, description="annual recurring revenue of the new term")
+
+
+class SubscriptionCancelled(Properties):
+    reason: str | None = None
 
 
 class SubscriptionUpgraded(Properties):
@@ -43,18 +79,39 @@ class SubscriptionUpgraded(Properties):
     limits: dict[str, float] | None = Field(
         None, description="new limits by metric, e.g. {'seats': 50}"
     )
+    arr: float | None = Field(None, ge=0, description="annual recurring revenue after it")
 
 
 class TicketOpened(Properties):
-    severity: str | None = None
+    ticket_id: str | None = Field(
+        None, min_length=1, max_length=200, description="the event_id stands in when absent"
+    )
+    severity: Severity | None = None
+
+
+class TicketResolved(Properties):
+    ticket_id: str = Field(min_length=1, max_length=200)
+    severity: Severity | None = None
 
 
 class NpsSubmitted(Properties):
     score: int = Field(ge=0, le=10)
 
 
+class CsatSubmitted(Properties):
+    score: int = Field(ge=1, le=5)
+
+
 class BillingStatusChanged(Properties):
-    status: str
+    status: BillingStatus
+
+
+class OutcomeAchieved(Properties):
+    outcome: str = Field(min_length=1, max_length=200)
+
+
+class AdvocacyCompleted(Properties):
+    kind: AdvocacyKind
 
 
 # --- product ----------------------------------------------------------------------------------
@@ -111,9 +168,15 @@ EVENT_TYPES: dict[str, tuple[Source, type[Properties]]] = {
     "subscription.converted": ("crm", SubscriptionConverted),
     "subscription.upgraded": ("crm", SubscriptionUpgraded),
     "expansion.requested": ("crm", NoProperties),
+    "subscription.renewed": ("crm", SubscriptionRenewed),
+    "subscription.cancelled": ("crm", SubscriptionCancelled),
     "support.ticket_opened": ("crm", TicketOpened),
+    "support.ticket_resolved": ("crm", TicketResolved),
     "nps.submitted": ("crm", NpsSubmitted),
+    "csat.submitted": ("crm", CsatSubmitted),
     "billing.status_changed": ("crm", BillingStatusChanged),
+    "outcome.achieved": ("crm", OutcomeAchieved),
+    "advocacy.completed": ("crm", AdvocacyCompleted),
     "trial.started": ("product", NoProperties),
     "session.started": ("product", NoProperties),
     "feature.used": ("product", FeatureUsed),

@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from topics.catalog import catalog
 from topics.events import EVENT_TYPES, EventEnvelope
-from topics.outputs import ActionRecord, DeadLetterRecord, TransitionRecord
+from topics.outputs import (
+    AccountTransitionRecord,
+    ActionRecord,
+    DeadLetterRecord,
+    TransitionRecord,
+)
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -51,6 +56,7 @@ def all_schemas() -> dict[str, dict[str, Any]]:
         "event.envelope.json": _schema(EventEnvelope, "event envelope"),
         "action.json": _schema(ActionRecord, "action"),
         "transition.json": _schema(TransitionRecord, "transition"),
+        "account_transition.json": _schema(AccountTransitionRecord, "account transition"),
         "dead_letter.json": _schema(DeadLetterRecord, "dead letter"),
     }
     for event_type in sorted(EVENT_TYPES):

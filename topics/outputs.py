@@ -21,6 +21,25 @@ Program = Literal[
 ]
 #: every program, in the order reports and views list them
 PROGRAMS: tuple[str, ...] = get_args(Program)
+#: account programs (post-sale plays, DESIGN.md "Post-sale: accounts, health and plays")
+AccountProgram = Literal[
+    "onboarding", "adoption", "executive", "risk_renewal", "advocacy", "expansion_nurture"
+]
+ACCOUNT_PROGRAMS: tuple[str, ...] = get_args(AccountProgram)
+#: an account's lifecycle stage
+AccountStage = Literal["onboarding", "adoption", "renewal", "churned"]
+HealthBand = Literal["red", "yellow", "green"]
+RiskFlag = Literal["payment_failed", "usage_drop", "urgent_tickets", "detractor"]
+Channel = Literal[
+    "email",
+    "in_app",
+    "sales_task",
+    "csm_task",
+    "exec_briefing",
+    "community",
+    "webinar",
+    "none",
+]
 STRUCTURED_PROGRAMS: tuple[str, ...] = (
     "mql_nurture",
     "trial_nurture",
@@ -49,21 +68,66 @@ class ActionRecord(BaseModel):
     """On ``nurture.actions``. Consumers dedupe on ``action_id`` and act only on their types.
 
     ``skipped`` records a withheld send (``skip_reason``: frequency_cap, unsubscribed, holdout).
+    An account-level action carries ``account_id`` and is keyed by it; its ``lead_id`` names
+    the person it addresses, or is null when it addresses the account (a CSM task).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     action_id: str = Field(description="deterministic: same cause, same id")
-    lead_id: str
+    lead_id: str | None = Field(description="null only on an account-level action")
+    account_id: str | None = Field(None, description="set on account-level actions (the key)")
     type: Literal["send", "handoff", "enroll", "exit", "suppress", "skipped"]
-    channel: Literal["email", "in_app", "sales_task", "csm_task", "none"]
-    program: Program
+    channel: Channel
+    program: Program | AccountProgram
     template: str | None
     reason: str
     context: dict[str, Any]
     caused_by: str
     at: AwareDatetime
-    skip_reason: Literal["frequency_cap", "unsubscribed", "hard_bounced", "holdout"] | None = None
+    skip_reason: (
+        Literal["frequency_cap", "unsubscribed", "hard_bounced", "holdout", "no_recipient"] | None
+    ) = None
+
+
+class HealthComponent(BaseModel):
+    """One weighted part of the health score: ``points`` = ``value`` (0-1) x ``weight``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    value: float = Field(ge=0, le=1, description="the component's normalised value")
+    weight: float = Field(ge=0, description="its weight (points at value 1)")
+    points: float = Field(ge=0, description="its contribution to the score")
+    inputs: dict[str, Any] = Field(description="the raw figures it was computed from")
+
+
+class HealthRecord(BaseModel):
+    """An account's health, explainable: the components' points sum to ``score``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    score: float = Field(ge=0, le=100)
+    band: HealthBand
+    flags: list[RiskFlag]
+    components: dict[str, HealthComponent]
+    config_version: str
+
+
+class AccountTransitionRecord(BaseModel):
+    """On ``nurture.transitions``, keyed by ``account_id``: an account's stage, health band,
+    risk flag or play changed. Every one carries the full ``health`` that explains it."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    account_id: str
+    kind: Literal["stage", "band", "flag_raised", "flag_cleared", "play_entered", "play_exited"]
+    from_value: str | None = Field(description="previous stage / band, or the play or flag")
+    to_value: str | None = Field(description="new stage / band, or the play or flag")
+    reason: str = Field(min_length=1)
+    signals: dict[str, Any]
+    health: HealthRecord
+    caused_by: str = Field(description="event_id, or 'timer:<timer_id>' for a timer firing")
+    at: AwareDatetime
 
 
 class DeadLetterRecord(BaseModel):

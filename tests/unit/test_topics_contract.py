@@ -83,6 +83,28 @@ BAD: list[tuple[str, bytes, str]] = [
         _raw(type="nps.submitted", properties={"score": 11}),
         "bad_properties:nps.submitted",
     ),
+    *[
+        (f"{etype} {what}", _raw(type=etype, properties=props), f"bad_properties:{etype}")
+        for etype, what, props in [
+            ("support.ticket_opened", "severity unknown", {"severity": "critical"}),
+            ("support.ticket_resolved", "ticket_id missing", {"severity": "urgent"}),
+            ("billing.status_changed", "status unknown", {"status": "late"}),
+            ("csat.submitted", "score 0", {"score": 0}),
+            ("csat.submitted", "score 6", {"score": 6}),
+            ("outcome.achieved", "outcome missing", {}),
+            ("advocacy.completed", "kind unknown", {"kind": "tweet"}),
+            ("lead.created", "role unknown", {"role": "owner"}),
+            ("subscription.converted", "renewal_at no offset", {"renewal_at": "2027-11-20"}),
+            (
+                "subscription.converted",
+                "renewal_at month 13",
+                {"renewal_at": "2027-13-01T00:00:00Z"},
+            ),
+            ("subscription.converted", "term_months 0", {"term_months": 0}),
+            ("subscription.converted", "arr negative", {"arr": -1.0}),
+            ("subscription.renewed", "renewal_at missing", {"arr": 1000.0}),
+        ]
+    ],
     ("account_id an object", _raw(account_id={"id": 1}), "bad_field:account_id"),
     ("huge", _raw(properties={"page": "x" * MAX_MESSAGE_BYTES}), "too_large"),
 ]
@@ -128,6 +150,11 @@ def test_every_type_accepts_a_minimal_valid_event(event_type: str) -> None:
         "usage.reported": {"metric": "seats", "value": 8, "limit": 10},
         "nps.submitted": {"score": 9},
         "billing.status_changed": {"status": "past_due"},
+        "subscription.renewed": {"renewal_at": "2027-11-20T00:00:00Z"},
+        "support.ticket_resolved": {"ticket_id": "T-1"},
+        "csat.submitted": {"score": 4},
+        "outcome.achieved": {"outcome": "first_report_shared"},
+        "advocacy.completed": {"kind": "review"},
     }
     raw = _raw(type=event_type, properties=required.get(event_type, {}))
     assert parse_event(raw).type == event_type
