@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from stream.accounts.config import AccountRules
+
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 _DAY = 86_400_000
 
@@ -203,6 +205,7 @@ class RulesConfig(_Section):
     expansion: ExpansionRules = ExpansionRules()
     emails: EmailRules = EmailRules()
     dedupe: DedupeRules = DedupeRules()
+    accounts: AccountRules = AccountRules()
 
     _history: dict[str, RulesConfig] = PrivateAttr(default_factory=dict)
 
