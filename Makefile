@@ -45,6 +45,7 @@ test: install sysdeps lint typecheck
 	$(BIN)/pytest -q
 
 bench: install
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/pytest tests/bench -q -s -m bench -p no:cacheprovider
 
 kafka: install

@@ -1,160 +1,312 @@
-"""Stream worker throughput against a bare Faust passthrough agent, same broker, same input.
+"""Worker throughput and latency against two ceilings: one table from one run (make bench).
 
-Run with ``make bench`` (``pytest tests/bench -m bench -s``). Prints figures; asserts only that
-everything was processed. Method: the input (trial and MQL journeys, future event times so no
-timer fires) is produced up front; a process is started and timed from its first message to
-its last (the worker through its /metrics, the passthrough by itself).
+Method (one broker, one input, one run; the figures that count are the ratios):
+
+1. Input: ``nurture simulate`` traffic (``NURTURE_BENCH_LEADS`` leads, default 16,000, over 30
+   days from now: >= 100,000 messages across the three input topics, 0.2% malformed) produced
+   up front to topics of ``NURTURE_BENCH_PARTITIONS`` partitions (default: the settings' count).
+2. Three consumers read all of it, one after the other, each in its own consumer group, each
+   timed from its first message to its last:
+   * raw aiokafka: ``getmany`` -> ``orjson.loads`` -> ``send`` (:mod:`tests.bench.raw_aiokafka`);
+   * a bare per-event Faust passthrough agent with the worker's Faust tuning
+     (:mod:`tests.bench.faust_passthrough`);
+   * ``nurture worker`` (RocksDB state, at-least-once with its outbox), timed through the input
+     messages it reports handled on ``/metrics``.
+3. Latency at half load: with the worker caught up, a second simulated set (new leads, event
+   times after the first set's) is produced at half the worker's measured rate for
+   ``NURTURE_BENCH_PACED_SECONDS`` (default 20 s), each message stamped with its send time. The
+   event-to-action latency of an action is its Kafka timestamp (set by the worker's producer)
+   minus the timestamp of the input message its ``caused_by`` names.
+
+With ``NURTURE_BENCH_PROFILE=<dir>`` py-spy samples the worker for 20 s of the timed run and the
+top functions are printed (raw stacks kept in ``<dir>/worker-profile.txt``).
+
+Asserts only that everything was read and processed; prints the table and ``uptime``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-import random
 import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pytest
 
 from stream.core.model import DAY_MS
-from tests.support.leads import trial_leads
-from tests.support.worker import REPO, WorkerProcess, consume_all, free_port, produce_events
+from stream.simulate import generate
+from tests.support.leads import percentile
+from tests.support.worker import REPO, WorkerProcess, consume_all, free_port, run, settings_env
 
 if TYPE_CHECKING:
     from stream.settings import Settings
 
 pytestmark = pytest.mark.bench
 
-EVENTS_TARGET = int(os.environ.get("NURTURE_BENCH_EVENTS", "40000"))
+LEADS = int(os.environ.get("NURTURE_BENCH_LEADS", "16000"))
+DAYS = 30
+MIN_EVENTS = int(os.environ.get("NURTURE_BENCH_MIN_EVENTS", "100000"))
+PACED_SECONDS = float(os.environ.get("NURTURE_BENCH_PACED_SECONDS", "20"))
+PROFILE_DIR = os.environ.get("NURTURE_BENCH_PROFILE")
+PROFILE_SECONDS = 20
+LINES_PER_LEAD = 6.8  # measured by stream.simulate (30 days)
 
-PASSTHROUGH = """
-import os, sys, time, faust
-bootstrap, app_id, out, datadir, port, total, *topics = sys.argv[1:]
-total = int(total)
-# the same consumer/producer tuning as stream/app.py, so only the per-event work differs
-app = faust.App(app_id, broker="kafka://" + bootstrap, key_serializer="raw",
-                value_serializer="raw", datadir=datadir, web_port=int(port),
-                web_bind="127.0.0.1", consumer_auto_offset_reset="earliest", autodiscover=False,
-                producer_linger=0.005, broker_max_poll_records=2000,
-                consumer_max_fetch_size=4 * 1024 * 1024, stream_buffer_maxsize=8192)
-channel = app.topic(*topics, key_serializer="raw", value_serializer="raw")
-seen = 0
-t0 = 0.0
-
-@app.agent(channel, concurrency=1)
-async def passthrough(stream):
-    global seen, t0
-    async for event in stream.events():
-        if seen == 0:
-            t0 = time.perf_counter()
-        seen += 1
-        await app.producer.send(out, event.message.key, event.message.value, None, None, None)
-        if seen == total:
-            await app.producer.flush()
-            sys.stderr.write(f"RESULT {seen} {time.perf_counter() - t0}\\n")
-            sys.stderr.flush()
-            os._exit(0)
-
-faust.Worker(app, loglevel="WARNING").execute_from_commandline()
-"""
+Record = tuple[str, bytes, bytes]  # topic, key, value
 
 
-def _input(n_target: int) -> list[dict[str, Any]]:
-    rng = random.Random(11)
-    future = (int(time.time() * 1000) // DAY_MS + 400) * DAY_MS
-    leads = max(1, n_target // 3)
-    return trial_leads(leads, future, DAY_MS, rng, prefix="bench")[:n_target]
+@dataclass
+class Row:
+    name: str
+    messages: int
+    seconds: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
 
 
-def _time_worker(settings: Settings, total: int) -> tuple[float, dict[str, float]]:
-    with WorkerProcess.from_settings(settings) as worker:
-        worker.wait_ready(timeout=180)
-        worker.wait_processed(1, timeout=120)
-        t0 = time.perf_counter()
-        worker.wait_processed(total, timeout=900)
-        elapsed = time.perf_counter() - t0
-        extra = {
-            "rss_mb": _rss_mb(worker.pid),
-        }
-    return elapsed, extra
+def _renamed(line: bytes, prefix: str) -> bytes:
+    """The line with ``prefix`` before its lead, account and event ids (malformed: as is)."""
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return line
+    if not isinstance(doc, dict):
+        return line
+    for field in ("lead_id", "account_id", "event_id"):
+        if isinstance(doc.get(field), str):
+            doc[field] = prefix + doc[field]
+    return orjson.dumps(doc)
+
+
+def simulated(
+    settings: Settings, leads: int, seed: int, start: int, prefix: str = ""
+) -> list[Record]:
+    """Simulated input records; ``prefix`` makes the leads and event ids distinct from another
+    set's (the simulator numbers leads and events from 0 in every run)."""
+    topics = {
+        "crm": settings.topic_crm_events,
+        "product": settings.topic_product_events,
+        "email": settings.topic_email_events,
+    }
+    return [
+        (
+            topics[ev.source],
+            (prefix + ev.lead_id).encode(),
+            _renamed(ev.line, prefix) if prefix else ev.line,
+        )
+        for ev in generate(leads, DAYS, seed, start=start)
+    ]
+
+
+async def _produce(bootstrap: str, records: list[Record], rate: float | None) -> dict[str, int]:
+    """Produce records in order; at ``rate`` messages/s if given (each stamped with its send
+    time). Returns event_id -> send timestamp (ms) of the paced records."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=1 if rate else 20, acks="all"
+    )
+    await producer.start()
+    sent_at: dict[str, int] = {}
+    pending: list[Any] = []
+    try:
+        t0 = time.monotonic()
+        for i, (topic, key, value) in enumerate(records):
+            if rate is not None:
+                due = t0 + i / rate
+                wait = due - time.monotonic()
+                if wait > 0.002:
+                    await asyncio.sleep(wait)
+                ts = int(time.time() * 1000)
+                with contextlib.suppress(orjson.JSONDecodeError, KeyError, TypeError):
+                    sent_at[orjson.loads(value)["event_id"]] = ts
+                pending.append(await producer.send(topic, value, key=key, timestamp_ms=ts))
+            else:
+                pending.append(await producer.send(topic, value, key=key))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent_at
+
+
+def produce(settings: Settings, records: list[Record], rate: float | None = None) -> dict[str, int]:
+    return dict(run(_produce(settings.kafka_bootstrap_servers, records, rate)))
+
+
+def _ensure_out_topic(settings: Settings, name: str) -> None:
+    from stream.topics_admin import ensure_topics
+    from topics.catalog import TopicSpec
+
+    spec = TopicSpec(name, "k", "internal", "bench", "bench", settings.topic_partitions)
+    ensure_topics(settings.kafka_bootstrap_servers, [spec])
+
+
+def _run_script(module: str, args: list[str], env: dict[str, str], log: Path) -> float:
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            proc.wait(900)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    text = log.read_text(errors="replace")
+    found = re.findall(r"RESULT (\d+) ([0-9.]+)", text)
+    assert found, f"{module} gave no result:\n{text[-3000:]}"
+    return float(found[-1][1])
+
+
+def time_raw(settings: Settings, total: int, tmp: Path) -> Row:
+    out = settings.topic_actions + "-raw"
+    _ensure_out_topic(settings, out)
+    args = [settings.kafka_bootstrap_servers, settings.app_id + "-raw", out, str(total)]
+    seconds = _run_script(
+        "tests.bench.raw_aiokafka", [*args, *settings.input_topics], {}, tmp / "raw.log"
+    )
+    return Row("raw aiokafka: getmany -> orjson.loads -> send", total, seconds)
+
+
+def time_passthrough(settings: Settings, total: int, tmp: Path) -> Row:
+    out = settings.topic_actions + "-passthrough"
+    _ensure_out_topic(settings, out)
+    args = [out, str(total), str(free_port()), str(tmp / "pt-data")]
+    seconds = _run_script(
+        "tests.bench.faust_passthrough", args, settings_env(settings), tmp / "passthrough.log"
+    )
+    got = consume_all(
+        settings.kafka_bootstrap_servers, out, timeout=120, isolation="read_uncommitted"
+    )
+    assert len(got) >= total
+    return Row("bare Faust passthrough agent (per event)", total, seconds)
 
 
 def _rss_mb(pid: int | None) -> float:
     if pid is None:
         return float("nan")
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def _time_passthrough(settings: Settings, total: int, tmp: Path) -> float:
-    from stream.topics_admin import ensure_topics
-    from topics.catalog import TopicSpec
+def time_worker(worker: WorkerProcess, total: int, tmp: Path) -> tuple[Row, list[str]]:
+    worker.wait_processed(1, timeout=180)
+    t0 = time.perf_counter()
+    spy = None
+    if PROFILE_DIR:
+        from tests.bench.pyspy import record
 
-    out = settings.topic_actions + "-passthrough"
-    ensure_topics(
-        settings.kafka_bootstrap_servers,
-        [TopicSpec(out, "k", "internal", "bench", "bench", settings.topic_partitions)],
-    )
-    script = tmp / "passthrough.py"
-    script.write_text(PASSTHROUGH)
-    log = open(tmp / "passthrough.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(script),
-            settings.kafka_bootstrap_servers,
-            settings.app_id + "-passthrough",
-            out,
-            str(tmp / "pt-data"),
-            str(free_port()),
-            str(total),
-            *settings.input_topics,
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        proc.wait(600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    lines = [x for x in (tmp / "passthrough.log").read_text().splitlines() if "RESULT" in x]
-    assert lines, (tmp / "passthrough.log").read_text()[-3000:]
-    found = re.search(r"RESULT (\d+) ([0-9.]+)", lines[-1])
-    assert found, lines[-1]
-    seen, elapsed = found.groups()
-    assert int(seen) == total
-    got = consume_all(
-        settings.kafka_bootstrap_servers, out, timeout=60, isolation="read_uncommitted"
-    )
-    assert len(got) >= total
-    return float(elapsed)
+        assert worker.pid is not None
+        spy = record(worker.pid, Path(PROFILE_DIR) / "worker-profile.txt", PROFILE_SECONDS)
+    worker.wait_processed(total, timeout=1200)
+    seconds = time.perf_counter() - t0
+    rss = _rss_mb(worker.pid)
+    profile: list[str] = []
+    if spy is not None:
+        from tests.bench.pyspy import summarize
+
+        spy.wait(PROFILE_SECONDS + 60)
+        profile = summarize(Path(PROFILE_DIR or tmp) / "worker-profile.txt")
+    row = Row("nurture worker (RocksDB state, at-least-once)", total, seconds, f"RSS {rss:.0f} MB")
+    return row, profile
 
 
-def test_bench_worker_vs_passthrough(kafka_settings: Settings, tmp_path: Path) -> None:
-    events = _input(EVENTS_TARGET)
-    produce_events(kafka_settings, events)
-    total = len(events)
-    worker_s, extra = _time_worker(kafka_settings, total)
-    passthrough_s = _time_passthrough(kafka_settings, total, tmp_path)
-    worker_rate = total / worker_s
-    pt_rate = total / passthrough_s
-    print(
-        f"\nbench: {total} events, {kafka_settings.topic_partitions} partitions, "
-        f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.1f}\n"
-        f"  worker (RocksDB state, at-least-once, outbox): {worker_rate:,.0f} events/s "
-        f"({worker_s:.1f} s, RSS {extra['rss_mb']:.0f} MB)\n"
-        f"  bare Faust passthrough agent:                 {pt_rate:,.0f} events/s "
-        f"({passthrough_s:.1f} s)\n"
-        f"  ratio worker/passthrough: {worker_rate / pt_rate:.0%}"
+def paced_latency(
+    settings: Settings, worker: WorkerProcess, rate: float, start: int, handled: int
+) -> tuple[int, list[float]]:
+    """Produce a fresh simulated set at ``rate``/s; latencies (ms) of the actions it caused."""
+    leads = max(100, int(rate * PACED_SECONDS / LINES_PER_LEAD))
+    records = simulated(settings, leads, seed=99, start=start, prefix="paced-")
+    records = records[: int(rate * PACED_SECONDS)]
+    sent_at = produce(settings, records, rate=rate)
+    worker.wait_processed(handled + len(records), timeout=300)
+    actions = consume_all(
+        settings.kafka_bootstrap_servers, settings.topic_actions, idle=3.0, timeout=300
     )
+    lat: list[float] = []
+    for rec in actions:
+        value = rec["value"]
+        if not isinstance(value, dict):
+            continue
+        sent = sent_at.get(value.get("caused_by", ""))
+        if sent is not None:
+            lat.append(float(rec["timestamp"] - sent))
+    return len(records), lat
+
+
+def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from stream.settings import Settings
+    from stream.topics_admin import catalog_from_settings, ensure_topics
+
+    run_id = f"bench-{int(time.time())}"
+    fields: dict[str, Any] = {
+        "app_id": f"nurture-{run_id}",
+        "kafka_bootstrap_servers": kafka_bootstrap,
+        "data_dir": tmp_path / "data",
+        "topic_product_events": f"nurture.product-events.{run_id}",
+        "topic_email_events": f"nurture.email-events.{run_id}",
+        "topic_crm_events": f"nurture.crm-events.{run_id}",
+        "topic_actions": f"nurture.actions.{run_id}",
+        "topic_transitions": f"nurture.transitions.{run_id}",
+        "topic_dead_letter": f"nurture.dead-letter.{run_id}",
+        "log_level": "warning",
+    }
+    if os.environ.get("NURTURE_BENCH_PARTITIONS"):
+        fields["topic_partitions"] = int(os.environ["NURTURE_BENCH_PARTITIONS"])
+    settings = Settings(**fields)
+    ensure_topics(kafka_bootstrap, catalog_from_settings(settings))
+
+    start = (int(time.time() * 1000) // DAY_MS) * DAY_MS
+    records = simulated(settings, LEADS, seed=7, start=start)
+    total = len(records)
+    assert total >= MIN_EVENTS, f"{total} messages; raise NURTURE_BENCH_LEADS"
+    produce(settings, records)
+    del records
+
+    raw = time_raw(settings, total, tmp_path)
+    bare = time_passthrough(settings, total, tmp_path)
+    with WorkerProcess.from_settings(settings) as worker:
+        worker.wait_ready(timeout=180)
+        work, profile = time_worker(worker, total, tmp_path)
+        half = work.rate / 2
+        paced, lat = paced_latency(settings, worker, half, start + (DAYS + 1) * DAY_MS, total)
+    assert lat, "no action was caused by the paced input"
+
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "",
+        f"worker bench: {total:,} simulated messages ({LEADS:,} leads, {DAYS} days), "
+        f"{settings.topic_partitions} partitions, {os.cpu_count()} cpus",
+        f"uptime: {load}",
+        f"  {'consumer':<48} {'events/s':>10} {'seconds':>8}  note",
+    ]
+    for row in (raw, bare, work):
+        lines.append(f"  {row.name:<48} {row.rate:>10,.0f} {row.seconds:>8.1f}  {row.note}")
+    lines += [
+        f"  worker / bare Faust: {work.rate / bare.rate:.0%}   (target >= 100%)",
+        f"  worker / raw:        {work.rate / raw.rate:.0%}   (target >= 25%)",
+        f"  bare Faust / raw:    {bare.rate / raw.rate:.0%}",
+        f"  event -> action latency at half the worker's rate ({half:,.0f}/s, {paced:,} "
+        f"messages, {len(lat):,} actions): p50 {percentile(lat, 50):.0f} ms, "
+        f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms   (target p99 <= 50 ms)",
+        *profile,
+    ]
+    print("\n".join(lines))
