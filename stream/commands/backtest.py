@@ -2,7 +2,7 @@
 
 Prints pipeline contribution per program and ICP tier under both configs and a sample of leads
 whose path differs, with the rule that fired at the first divergence. ``--json FILE`` writes the
-full comparison (see :func:`stream.backtest.backtest_file`).
+full comparison (see :func:`stream.offline.backtest.backtest_file`).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from stream.backtest import backtest_file
     from stream.core.config import load_config
     from stream.core.model import rfc3339_to_ms
+    from stream.offline.backtest import backtest_file
 
     if len(args.config) != 2:
         print("give --config exactly twice (A and B)", file=sys.stderr)

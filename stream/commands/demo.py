@@ -137,7 +137,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
 
 def replay_report(out: Path, rules: Path | None) -> Path | None:
     from stream.core.config import load_config
-    from stream.replay import replay_file
+    from stream.offline.replay import replay_file
 
     events = out / "demo-events.jsonl"
     if not events.exists() or events.stat().st_size == 0:

@@ -1,6 +1,7 @@
 """``nurture replay EVENTS.jsonl --out DIR``: the pure core over an event file, in event time.
 
-See :mod:`stream.replay` for the time model. Prints a one-line summary with events/s to stderr.
+See :mod:`stream.offline.replay` for the time model. Prints a one-line summary with events/s
+to stderr.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from stream.core.config import load_config
     from stream.core.model import rfc3339_to_ms
-    from stream.replay import replay_file
+    from stream.offline.replay import replay_file
 
     if not args.events.exists():
         print(f"no such file: {args.events}", file=sys.stderr)

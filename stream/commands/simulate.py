@@ -1,4 +1,4 @@
-"""``nurture simulate``: synthetic traffic (see :mod:`stream.simulate`) to a file or to Kafka.
+"""``nurture simulate``: synthetic traffic (:mod:`stream.offline.simulate`) to a file or Kafka.
 
 Kafka mode: each line is produced keyed by its lead_id to the input topic of its event type's
 source (product / email / crm topic names from :class:`stream.settings.Settings`), at most
@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stream.simulate import SimEvent, generate, write_file
+from stream.offline.simulate import SimEvent, generate, write_file
 
 
 def register(sub: Any) -> None:

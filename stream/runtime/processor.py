@@ -11,8 +11,8 @@ Time model (the only clock reads of the product are here and in the ticker):
   of the lead with ``due <= clock`` fires (in due order); then the event is stepped; then timers
   the step scheduled at or before ``clock`` fire at once ("a checkpoint already in the past when
   its cause arrives fires at once"). This is the live analogue of replay's event-time watermark
-  (:mod:`stream.replay`): relative to its own events, a lead's timer never fires later than in
-  replay. Live, a timer can fire earlier than in replay when the lead's events arrive late.
+  (:mod:`stream.offline.replay`): relative to its own events, a lead's timer never fires later
+  than in replay. Live, a timer can fire earlier than in replay when the lead's events arrive late.
 * A tick for a partition fires every timer of its leads with ``due <= wall clock now``.
 * Fire-once lives in the core (a ``TimerFired`` for a timer no longer pending is a no-op) and
   re-delivered inputs are recognised by offset (:mod:`stream.runtime.record`).

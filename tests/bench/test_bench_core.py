@@ -21,7 +21,7 @@ from stream.core.engine import step
 from stream.core.model import Event, TimerFired
 from stream.core.state import LeadState, decode_state, encode_state
 from stream.core.synth import drive, stream
-from stream.replay import REPLAY_GC_THRESHOLD
+from stream.offline.replay import REPLAY_GC_THRESHOLD
 
 pytestmark = pytest.mark.bench
 

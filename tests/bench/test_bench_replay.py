@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.simulate import generate, write_file
+from stream.offline.simulate import generate, write_file
 
 pytestmark = pytest.mark.bench
 
@@ -72,7 +72,7 @@ def test_bench_replay_cli_throughput_and_peak_memory(big_file: Path, tmp_path: P
 def test_bench_core_loop_without_outputs(big_file: Path) -> None:
     """Parse + engine + timer heap only (results discarded): the part DESIGN.md budgets."""
     from stream.core.config import load_config
-    from stream.replay import EventTimeRunner, iter_lines, open_events
+    from stream.offline.replay import EventTimeRunner, iter_lines, open_events
     from topics.parse import InvalidEvent, parse_event
 
     config = load_config(None)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339
-from stream.simulate import SimEvent, generate
+from stream.offline.simulate import SimEvent, generate
 from tests.support.worker import WorkerProcess, consume_all, produce_rounds
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def per_lead_clock_outputs(path: Path) -> tuple[list[dict[str, Any]], list[dict[
     from stream.core.config import load_config
     from stream.core.engine import step
     from stream.core.model import TimerFired
-    from stream.replay import iter_lines, open_events
+    from stream.offline.replay import iter_lines, open_events
     from topics.parse import InvalidEvent, parse_event
 
     config = load_config(None)
@@ -150,7 +150,7 @@ def test_worker_and_replay_give_the_same_transitions_and_actions(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     from stream.core.config import load_config
-    from stream.replay import replay_file
+    from stream.offline.replay import replay_file
 
     events_path = tmp_path / "events.jsonl"
     events = build_input(events_path)

@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.backtest import backtest_file
 from stream.core.config import DEFAULT_RULES, load_config, load_config_text
-from stream.replay import replay_file
-from stream.simulate import generate, write_file
+from stream.offline.backtest import backtest_file
+from stream.offline.replay import replay_file
+from stream.offline.simulate import generate, write_file
 
 
 @pytest.fixture(scope="module")

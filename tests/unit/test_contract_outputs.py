@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 
 from stream.core.config import load_config
-from stream.replay import replay_file
-from stream.simulate import generate, write_file
+from stream.offline.replay import replay_file
+from stream.offline.simulate import generate, write_file
 from topics.outputs import ActionRecord, TransitionRecord
 
 

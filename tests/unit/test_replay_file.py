@@ -13,8 +13,8 @@ import pytest
 
 from stream.core.config import load_config
 from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339, rfc3339_to_ms
-from stream.replay import replay_file
-from stream.simulate import generate, write_file
+from stream.offline.replay import replay_file
+from stream.offline.simulate import generate, write_file
 
 OUTPUTS = ("transitions.jsonl", "actions.jsonl", "dead_letter.jsonl", "report.json", "report.html")
 

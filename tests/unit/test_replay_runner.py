@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream.core.model import HOUR_MS, Event, Timer, TimerFired
-from stream.replay import EventTimeRunner
+from stream.offline.replay import EventTimeRunner
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from stream.core.model import DAY_MS, ms_to_rfc3339
-from stream.replay import FlowStats
+from stream.offline.replay import FlowStats
 from stream.report.html import chart_model, render_html
 from stream.report.pipeline import PipelineReport
 

@@ -6,7 +6,7 @@ import collections
 from pathlib import Path
 
 from stream.core.model import DAY_MS, rfc3339_to_ms
-from stream.simulate import DEFAULT_START, generate, persona_of, write_file
+from stream.offline.simulate import DEFAULT_START, generate, persona_of, write_file
 from topics.events import source_of
 from topics.parse import InvalidEvent, parse_event
 

@@ -1,7 +1,7 @@
 """Replay: the pure core over a file of contract events, in file order, in event time.
 
 ``nurture replay EVENTS.jsonl --out DIR`` (see :mod:`stream.commands.replay`) calls
-:func:`replay_file`. The same :class:`EventTimeRunner` drives :mod:`stream.backtest`.
+:func:`replay_file`. The same :class:`EventTimeRunner` drives :mod:`stream.offline.backtest`.
 
 Time model (the assumptions a reader needs to compare replay with the live worker):
 

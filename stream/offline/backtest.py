@@ -1,8 +1,8 @@
 """Backtest: the same events under two rule configurations, side by side.
 
 One streaming pass over the file: each line is parsed once and fed to two
-:class:`stream.replay.EventTimeRunner` instances (same time model as replay). For each config we
-keep a :class:`stream.report.PipelineReport` and, per lead, its *path*: the sequence of
+:class:`stream.offline.replay.EventTimeRunner` instances (same time model as replay). For each
+config we keep a :class:`stream.report.PipelineReport` and, per lead, its *path*: the sequence of
 ``(to_program, to_state, reason)`` of its transitions. The result compares
 
 * pipeline contribution per program and ICP tier (summed over cohorts; nurtured and holdout),
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream.replay import REPLAY_GC_THRESHOLD, EventTimeRunner, iter_lines, open_events
+from stream.offline.replay import REPLAY_GC_THRESHOLD, EventTimeRunner, iter_lines, open_events
 from stream.report.html import contribution_rows
 from topics.parse import InvalidEvent, parse_event
 

@@ -1,0 +1,1 @@
+"""Offline tools: replay and backtest of event files, and the traffic simulator."""
