@@ -87,6 +87,9 @@ def _trial_lead(lead: str, t0: int) -> list[bytes]:
         ("lead.created", 0, {"company_size": 300, "industry": "software"}),
         ("trial.started", 60_000, {}),
         ("session.started", 3 * HOUR_MS, {}),
+        # sessions every few days keep the lead in trial nurture (no re-engagement for
+        # silence), so each of the three checkpoints moves it and shows in the transitions
+        *(("session.started", day * DAY_MS, {}) for day in (4, 8, 11, 13)),
     ]
     return [
         orjson.dumps(
@@ -120,10 +123,15 @@ def test_until_is_a_horizon_for_timers_and_events(tmp_path: Path) -> None:
     reasons = [t["reason"] for t in _lines(tmp_path / "full" / "transitions.jsonl")]
     # a horizon one day in: no checkpoint yet, and the day-20 event is skipped
     cut = replay_file(path, tmp_path / "cut", config, until=t0 + DAY_MS, html=False)
-    assert cut.after_until == 1 and cut.events == 3
+    assert cut.after_until == 5 and cut.events == 3  # the sessions from day 4 on, day 20
     assert cut.timers_fired == 0 < full.timers_fired
     assert cut.pending_timers_at_end > 0
-    assert any("48h" in str(r) for r in reasons), reasons
+    checkpoints = [r for r in reasons if r.startswith("trial.checkpoint_")]
+    assert checkpoints == [
+        "trial.checkpoint_48h",
+        "trial.checkpoint_7d",
+        "trial.checkpoint_14d",
+    ], reasons
     # past the last event, an explicit horizon still fires the timers due before it
     longer = replay_file(path, tmp_path / "longer", config, until=t0 + 60 * DAY_MS, html=False)
     assert longer.timers_fired >= full.timers_fired
