@@ -41,7 +41,7 @@ import orjson
 import pytest
 
 from stream.core.model import DAY_MS
-from stream.simulate import generate
+from stream.offline.simulate import generate
 from tests.support.leads import percentile
 from tests.support.worker import REPO, WorkerProcess, consume_all, free_port, run, settings_env
 
@@ -56,7 +56,7 @@ MIN_EVENTS = int(os.environ.get("NURTURE_BENCH_MIN_EVENTS", "100000"))
 PACED_SECONDS = float(os.environ.get("NURTURE_BENCH_PACED_SECONDS", "20"))
 PROFILE_DIR = os.environ.get("NURTURE_BENCH_PROFILE")
 PROFILE_SECONDS = 20
-LINES_PER_LEAD = 6.8  # measured by stream.simulate (30 days)
+LINES_PER_LEAD = 6.8  # measured by stream.offline.simulate (30 days)
 
 Record = tuple[str, bytes, bytes]  # topic, key, value
 
