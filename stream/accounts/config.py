@@ -71,7 +71,7 @@ class SupportHealth(_Section):
 class SentimentHealth(_Section):
     """Mean over users of their latest answer (NPS / 10 or (CSAT - 1) / 4); neutral if none."""
 
-    neutral: float = Field(default=0.6, ge=0, le=1)
+    neutral: float = Field(default=0.5, ge=0, le=1)
 
 
 class BillingHealth(_Section):

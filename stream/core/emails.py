@@ -14,6 +14,21 @@ from typing import Any
 from stream.core.draft import Ctx
 
 
+def frequency_gate(
+    send_times: tuple[int, ...], now: int, window_ms: int, cap: int
+) -> tuple[bool, tuple[int, ...]]:
+    """The cap on its own (leads and accounts share it): may one more email go at ``now``?
+
+    Returns (allowed, the send times to keep); when allowed, ``now`` is among them.
+    """
+    horizon = now - window_ms
+    recent = [t for t in send_times if t > horizon]
+    if len(recent) >= cap:
+        return False, tuple(recent)
+    recent.append(now)
+    return True, tuple(recent)
+
+
 def send_email(ctx: Ctx, template: str, reason: str, context: dict[str, Any] | None = None) -> bool:
     """Send ``template`` or record why not. Returns True when a ``send`` action was emitted."""
     d = ctx.d
@@ -23,14 +38,11 @@ def send_email(ctx: Ctx, template: str, reason: str, context: dict[str, Any] | N
     if d.holdout:
         ctx.action("skipped", "email", template, reason, context, skip_reason="holdout")
         return False
-    rules = ctx.cfg.emails
-    horizon = ctx.now - ctx.cfg.ms.frequency_window_ms
-    recent = [t for t in d.send_times if t > horizon]
-    if len(recent) >= rules.frequency_cap:
-        d.send_times = tuple(recent)
+    allowed, d.send_times = frequency_gate(
+        d.send_times, ctx.now, ctx.cfg.ms.frequency_window_ms, ctx.cfg.emails.frequency_cap
+    )
+    if not allowed:
         ctx.action("skipped", "email", template, reason, context, skip_reason="frequency_cap")
         return False
-    recent.append(ctx.now)
-    d.send_times = tuple(recent)
     ctx.action("send", "email", template, reason, context)
     return True

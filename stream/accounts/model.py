@@ -1,0 +1,229 @@
+"""Account state, inputs and outputs of the post-sale core (all times: event-time epoch ms).
+
+The state is a plain dataclass of immutable values (tuples, frozen records, scalars):
+``step_account`` works on a shallow copy and never changes its input. Every collection is
+bounded by the rules (users, tickets, event ids, session days, usage samples).
+``encode_state``/``decode_state`` give the JSON bytes the runtime stores and replay compares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
+
+import orjson
+
+from stream.core.model import ms_to_rfc3339
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """One of the account's users (a lead), as the account learns it from events."""
+
+    lead_id: str
+    role: str | None = None
+    last_active_at: int | None = None
+    nps: int | None = None
+    nps_at: int | None = None
+    csat: int | None = None
+    csat_at: int | None = None
+    blocked: str | None = None  # "unsubscribed" | "hard_bounced": never emailed again
+    onboarded: bool = False  # got the onboarding email of their role
+    send_times: tuple[int, ...] = ()  # post-sale email sends, for the frequency cap
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    ticket_id: str
+    severity: str
+    opened_at: int
+    resolved_at: int | None = None
+
+
+@dataclass(slots=True)
+class AccountState:
+    """One customer account. Treat as immutable outside :mod:`stream.accounts.engine`."""
+
+    account_id: str
+    seen_ids: tuple[str, ...] = ()
+    watermark: int | None = None
+    holdout: bool = False
+    converted_at: int | None = None
+    plan: str | None = None
+    arr: float = 0.0
+    renewal_at: int | None = None
+    cancelled_at: int | None = None
+    stage: str | None = None
+    first_value_at: int | None = None
+    outcomes: tuple[str, ...] = ()
+    users: tuple[User, ...] = ()  # sorted by lead_id
+    session_days: tuple[tuple[int, int], ...] = ()  # (day index, sessions), oldest first
+    tickets: tuple[Ticket, ...] = ()
+    billing_status: str = "active"
+    features: tuple[str, ...] = ()  # adopted features among the adoption play's list
+    limits: tuple[tuple[str, float], ...] = ()
+    usage: tuple[tuple[str, tuple[tuple[int, float], ...]], ...] = ()  # metric -> samples
+    score: float | None = None
+    band: str | None = None
+    flags: tuple[str, ...] = ()
+    plays: tuple[tuple[str, int], ...] = ()  # open plays with their entry time
+    done: tuple[str, ...] = ()  # one-off steps already taken (e.g. "onboarding.kickoff")
+    last_nudge_at: int | None = None
+    last_briefing_at: int | None = None
+    touchpoints: tuple[tuple[int, int], ...] = ()  # (renewal_at, days) already sent
+    last_advocacy_ask_at: int | None = None
+    advocacy_done: tuple[str, ...] = ()
+    expansion_fired: tuple[str, ...] = ()
+
+
+_TUPLE_OF_TUPLES = frozenset({"session_days", "limits"})
+
+
+def encode_state(state: AccountState) -> bytes:
+    return orjson.dumps(state)
+
+
+def decode_state(raw: bytes) -> AccountState:
+    doc: dict[str, Any] = orjson.loads(raw)
+    kw: dict[str, Any] = {}
+    for f in fields(AccountState):
+        if f.name not in doc:
+            continue
+        v = doc[f.name]
+        if f.name == "users":
+            v = tuple(User(**{**u, "send_times": tuple(u["send_times"])}) for u in v)
+        elif f.name == "tickets":
+            v = tuple(Ticket(**t) for t in v)
+        elif f.name == "usage":
+            v = tuple((m, tuple((int(a), float(x)) for a, x in s)) for m, s in v)
+        elif f.name in _TUPLE_OF_TUPLES or f.name in ("plays", "touchpoints"):
+            v = tuple(tuple(p) for p in v)
+        elif isinstance(v, list):
+            v = tuple(v)
+        kw[f.name] = v
+    return AccountState(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTimerFired:
+    """The account's pending timer came due; ``at`` is its due time (event time)."""
+
+    account_id: str
+    timer_id: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AccountTimer:
+    due: int
+    timer_id: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One weighted part of the score: ``points`` = round(value x weight, 2)."""
+
+    name: str
+    value: float
+    weight: float
+    points: float
+    inputs: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    score: float
+    band: str
+    flags: tuple[str, ...]
+    components: tuple[Component, ...]
+    config_version: str
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "band": self.band,
+            "flags": list(self.flags),
+            "components": {
+                c.name: {
+                    "value": c.value,
+                    "weight": c.weight,
+                    "points": c.points,
+                    "inputs": dict(c.inputs),
+                }
+                for c in self.components
+            },
+            "config_version": self.config_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTransition:
+    """kind: stage | band | flag_raised | flag_cleared | play_entered | play_exited."""
+
+    account_id: str
+    kind: str
+    from_value: str | None
+    to_value: str | None
+    reason: str
+    signals: Mapping[str, Any]
+    health: Health
+    caused_by: str
+    at: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "kind": self.kind,
+            "from_value": self.from_value,
+            "to_value": self.to_value,
+            "reason": self.reason,
+            "signals": dict(self.signals),
+            "health": self.health.to_record(),
+            "caused_by": self.caused_by,
+            "at": ms_to_rfc3339(self.at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AccountAction:
+    """An account-level action (keyed by ``account_id``); ``lead_id`` names its addressee."""
+
+    action_id: str
+    account_id: str
+    lead_id: str | None
+    type: str
+    channel: str
+    program: str
+    template: str | None
+    reason: str
+    context: Mapping[str, Any]
+    caused_by: str
+    at: int
+    skip_reason: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "action_id": self.action_id,
+            "account_id": self.account_id,
+            "lead_id": self.lead_id,
+            "type": self.type,
+            "channel": self.channel,
+            "program": self.program,
+            "template": self.template,
+            "reason": self.reason,
+            "context": dict(self.context),
+            "caused_by": self.caused_by,
+            "at": ms_to_rfc3339(self.at),
+        }
+        if self.skip_reason is not None:
+            record["skip_reason"] = self.skip_reason
+        return record
+
+
+class AccountStep(NamedTuple):
+    state: AccountState
+    transitions: tuple[AccountTransition, ...]
+    actions: tuple[AccountAction, ...]
+    timers: tuple[AccountTimer, ...] = ()

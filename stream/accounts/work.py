@@ -1,0 +1,207 @@
+"""One ``step_account`` in progress: the working copy of the state and the collector of outputs.
+
+It owns the cross-play guarantees: every transition carries the current health (each
+component's value, inputs, weight and the config version); every message to a person goes
+through :meth:`Work.send` (unknown recipient, unsubscribe/bounce suppression, holdout, and for
+email the same frequency cap as leads, :func:`stream.core.emails.frequency_gate`); every
+action id is derived from its cause (:func:`stream.core.ids.action_id`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from stream.accounts.config import AccountRules
+from stream.accounts.health import health
+from stream.accounts.model import AccountAction, AccountState, AccountTransition, Health, User
+from stream.core.config import RulesConfig
+from stream.core.emails import frequency_gate
+from stream.core.ids import action_id
+
+#: channels that reach a person (suppression and holdout apply); csm_task goes to our own CSM
+PERSONAL = frozenset({"email", "in_app", "exec_briefing", "community", "webinar"})
+
+
+class Work:
+    __slots__ = (
+        "actions",
+        "at",
+        "caused_by",
+        "cfg",
+        "health",
+        "now",
+        "rules",
+        "s",
+        "transitions",
+        "users",
+    )
+
+    def __init__(
+        self, state: AccountState, cfg: RulesConfig, caused_by: str, at: int, now: int
+    ) -> None:
+        self.s = replace(state)  # shallow copy: every field is immutable
+        self.cfg = cfg
+        self.rules: AccountRules = cfg.accounts
+        self.caused_by = caused_by
+        self.at = at
+        self.now = now
+        self.users: dict[str, User] = {u.lead_id: u for u in state.users}
+        self.transitions: list[AccountTransition] = []
+        self.actions: list[AccountAction] = []
+        self.health: Health | None = None
+
+    # --- users ---------------------------------------------------------------------------
+    def user(self, lead_id: str) -> User | None:
+        """The account's user, added if new (bounded: a full table evicts the least recently
+        active user that is not suppressed; a suppressed user is never forgotten)."""
+        found = self.users.get(lead_id)
+        if found is not None:
+            return found
+        if len(self.users) >= self.rules.max_users:
+            evictable = [u for u in self.users.values() if u.blocked is None]
+            if not evictable:
+                return None
+            oldest = min(evictable, key=lambda u: (u.last_active_at or -1, u.lead_id))
+            del self.users[oldest.lead_id]
+        new = User(lead_id)
+        self.users[lead_id] = new
+        return new
+
+    def set_user(self, user: User) -> None:
+        self.users[user.lead_id] = user
+
+    def sync_users(self) -> None:
+        self.s.users = tuple(self.users[k] for k in sorted(self.users))
+
+    # --- health --------------------------------------------------------------------------
+    def refresh_health(self) -> Health:
+        self.sync_users()
+        self.health = health(self.s, self.now, self.rules, self.cfg.version)
+        self.s.score = self.health.score
+        return self.health
+
+    # --- outputs -------------------------------------------------------------------------
+    def transition(
+        self, kind: str, before: str | None, after: str | None, reason: str, **signals: Any
+    ) -> None:
+        current = self.health if self.health is not None else self.refresh_health()
+        self.transitions.append(
+            AccountTransition(
+                self.s.account_id,
+                kind,
+                before,
+                after,
+                reason,
+                signals,
+                current,
+                self.caused_by,
+                self.at,
+            )
+        )
+
+    def _action(
+        self,
+        kind: str,
+        channel: str,
+        program: str,
+        template: str,
+        reason: str,
+        context: dict[str, Any],
+        lead_id: str | None,
+        skip_reason: str | None = None,
+    ) -> None:
+        aid = action_id(self.s.account_id, self.caused_by, kind, f"{template}\x1f{lead_id or ''}")
+        self.actions.append(
+            AccountAction(
+                aid,
+                self.s.account_id,
+                lead_id,
+                kind,
+                channel,
+                program,
+                template,
+                reason,
+                context,
+                self.caused_by,
+                self.at,
+                skip_reason,
+            )
+        )
+
+    def task(self, program: str, template: str, reason: str, context: dict[str, Any]) -> None:
+        """A CSM task for the account (not withheld by holdout: it goes to our own team)."""
+        self._action("send", "csm_task", program, template, reason, context, None)
+
+    def send(
+        self,
+        lead_id: str | None,
+        channel: str,
+        program: str,
+        template: str,
+        reason: str,
+        context: dict[str, Any],
+    ) -> bool:
+        """Send to a person (or, ``lead_id`` None and ``in_app``, to the account's users), or
+        record why not as a ``skipped`` action. Returns True when a ``send`` was emitted."""
+        user = self.users.get(lead_id) if lead_id is not None else None
+        skip: str | None = None
+        if (lead_id is None and channel != "in_app") or (lead_id is not None and user is None):
+            skip = "no_recipient"
+        elif user is not None and user.blocked is not None:
+            skip = user.blocked
+        elif self.s.holdout:
+            skip = "holdout"
+        elif channel == "email" and user is not None:
+            allowed, kept = frequency_gate(
+                user.send_times,
+                self.now,
+                self.cfg.ms.frequency_window_ms,
+                self.cfg.emails.frequency_cap,
+            )
+            self.set_user(replace(user, send_times=kept))
+            if not allowed:
+                skip = "frequency_cap"
+        kind = "send" if skip is None else "skipped"
+        self._action(kind, channel, program, template, reason, context, lead_id, skip)
+        return skip is None
+
+    # --- plays ---------------------------------------------------------------------------
+    def play_open(self, play: str) -> bool:
+        return any(p == play for p, _ in self.s.plays)
+
+    def play_since(self, play: str) -> int | None:
+        for p, since in self.s.plays:
+            if p == play:
+                return since
+        return None
+
+    def enter_play(self, play: str, reason: str, **signals: Any) -> bool:
+        if self.play_open(play):
+            return False
+        self.s.plays = (*self.s.plays, (play, self.now))
+        self.transition("play_entered", None, play, reason, **signals)
+        self._action("enroll", "none", play, play, reason, dict(signals), None)
+        return True
+
+    def exit_play(self, play: str, reason: str, **signals: Any) -> bool:
+        if not self.play_open(play):
+            return False
+        self.s.plays = tuple(p for p in self.s.plays if p[0] != play)
+        self.transition("play_exited", play, None, reason, **signals)
+        self._action("exit", "none", play, play, reason, dict(signals), None)
+        return True
+
+    def mark(self, step: str) -> bool:
+        """Record a one-off step; False if it was already taken."""
+        if step in self.s.done:
+            return False
+        self.s.done = (*self.s.done, step)
+        return True
+
+    def set_stage(self, stage: str, reason: str, **signals: Any) -> None:
+        if self.s.stage == stage:
+            return
+        before = self.s.stage
+        self.s.stage = stage
+        self.transition("stage", before, stage, reason, **signals)
