@@ -5,8 +5,12 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# @asyncapi/cli (checks topics/asyncapi.yaml in make test), project-local, pinned; 4.1.1 is the
+# newest release whose engines accept the machine's Node.js 20
+ASYNCAPI_CLI := 4.1.1
+ASYNCAPI_STAMP := .cache/npm/.asyncapi-cli-$(ASYNCAPI_CLI)
 
-.PHONY: install sysdeps demo report test lint typecheck unit integration bench kafka clean
+.PHONY: install sysdeps tools demo report test lint typecheck unit integration bench kafka clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +22,14 @@ install: $(STAMP)
 
 sysdeps:
 	@bash deploy/install-system-deps.sh
+
+$(ASYNCAPI_STAMP):
+	npm install --prefix .cache/npm --no-audit --no-fund --omit=optional --loglevel=error \
+		@asyncapi/cli@$(ASYNCAPI_CLI)
+	touch $@
+
+# every external checker the deploy tests run (tests/support/tools.py)
+tools: sysdeps $(ASYNCAPI_STAMP)
 
 demo: install
 	$(BIN)/nurture demo
@@ -41,8 +53,9 @@ unit: install
 integration: install sysdeps
 	$(BIN)/pytest tests/integration tests/reliability -q
 
-test: install sysdeps lint typecheck
-	$(BIN)/pytest -q
+# NURTURE_REQUIRE_TOOLS=1: a missing checker (asyncapi, kubectl, docker-compose) fails, never skips
+test: install tools lint typecheck
+	NURTURE_REQUIRE_TOOLS=1 $(BIN)/pytest -q
 
 bench: install
 	$(BIN)/pip install -q -e '.[test,bench]'
