@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from stream.metrics import Metrics
+from tests.support.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM = ROOT / "deploy" / "prometheus"
@@ -179,12 +180,20 @@ def test_compose_wires_prometheus_and_grafana_to_these_files() -> None:
     assert ds["datasources"][0]["url"] == "http://prometheus:9090"
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="no docker-compose")
-def test_docker_compose_config_is_valid() -> None:
+def test_docker_compose_config_is_valid(tmp_path: Path) -> None:
+    compose = require_tool("docker-compose")  # Debian's, from make sysdeps
     out = subprocess.run(
-        ["docker-compose", "config", "-q"], capture_output=True, text=True, timeout=60, cwd=ROOT
+        [compose, "config", "-q"], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    # the check bites: a service without an image or build is rejected
+    broken = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    del broken["services"]["worker"]["image"], broken["services"]["worker"]["build"]
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(broken))
+    bad = subprocess.run(
+        [compose, "config", "-q"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert bad.returncode != 0
 
 
 @needs_promtool
