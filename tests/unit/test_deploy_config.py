@@ -219,3 +219,22 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
         ["promtool", "check", "rules", str(broken)], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode != 0  # the check does reject a malformed query
+
+
+def test_compose_runs_the_sender_and_loads_the_alert_rules() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    sender, worker = services["sender"], services["worker"]
+    assert sender["command"] == ["sender"] and sender["image"] == worker["image"]
+    env = sender["environment"]
+    assert (
+        env["NURTURE_KAFKA_BOOTSTRAP_SERVERS"]
+        == worker["environment"]["NURTURE_KAFKA_BOOTSTRAP_SERVERS"]
+    )
+    assert any(v.endswith(":" + env["NURTURE_DATA_DIR"]) for v in sender["volumes"])
+    assert env["NURTURE_SENDER_SMTP_HOST"] in services  # the compose mail catcher
+    # Prometheus gets deploy/prometheus mounted, and its config loads alerts.yml from there
+    (mount,) = services["prometheus"]["volumes"][:1]
+    host, container = mount.split(":")[:2]
+    config = yaml.safe_load((ROOT / host / "prometheus.yml").read_text())
+    assert all((ROOT / host / name).exists() for name in config["rule_files"])
+    assert "--config.file=" + container + "/prometheus.yml" in services["prometheus"]["command"]
