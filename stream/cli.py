@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # subcommand modules, in the order shown in --help
 COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.worker",
+    "stream.commands.sender",
     "stream.commands.kafka",
     "stream.commands.topics",
     "stream.commands.replay",

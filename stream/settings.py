@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    import ssl
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
@@ -16,6 +22,14 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "localhost:9092", description="comma-separated host:port list of Kafka brokers"
     )
+    # broker security (applied to the worker, the sender, `topics create` and `simulate`)
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = Field(None, description="SASL_* protocols only")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle (default: system CAs)")
+    kafka_ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="client key (with the certfile)")
     data_dir: Path = Field(Path("./data"), description="folder for RocksDB state")
     rules_file: Path | None = Field(None, description="program rules YAML (default: built in)")
 
@@ -36,6 +50,37 @@ class Settings(BaseSettings):
     timer_tick_seconds: float = Field(1.0, gt=0, le=60)
     log_level: str = "info"
 
+    # the reference sender (`nurture sender`, stream/sender/)
+    sender_transport: Literal["smtp", "webhook", "stdout"] = "stdout"
+    sender_group: str | None = Field(None, description="consumer group (default <app_id>-sender)")
+    sender_data_dir: Path | None = Field(
+        None, description="dedupe store (default <data_dir>/sender)"
+    )
+    sender_templates_dir: Path | None = Field(
+        None, description="Jinja2 templates (default built in)"
+    )
+    sender_from: str = "nurture@example.com"
+    sender_recipient: str = Field(
+        "{lead_id}@example.invalid", description="To address; {lead_id} is filled in"
+    )
+    sender_smtp_host: str | None = None
+    sender_smtp_port: int = Field(25, ge=1, le=65535)
+    sender_smtp_username: str | None = None
+    sender_smtp_password: str | None = None
+    sender_smtp_starttls: bool = False
+    sender_webhook_url: str | None = None
+    sender_timeout_seconds: float = Field(10.0, gt=0)
+    sender_max_attempts: int = Field(5, ge=1, le=100)
+    sender_backoff_seconds: float = Field(0.5, ge=0, description="first retry delay; doubles")
+    sender_backoff_max_seconds: float = Field(30.0, ge=0)
+    sender_retention_days: float = Field(
+        30.0, gt=0, description="keep delivery markers this long (>= actions topic retention)"
+    )
+    sender_metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus port (0: off)")
+    sender_fault_kill_after: int = Field(
+        0, ge=0, description="testing only: SIGKILL itself after the Nth delivery, before commit"
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _check_servers(cls, value: str) -> str:
@@ -47,6 +92,110 @@ class Settings(BaseSettings):
                     "set NURTURE_KAFKA_BOOTSTRAP_SERVERS=host:9092[,host2:9092]"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        problems = [*self._security_problems(), *self._sender_problems()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _security_problems(self) -> list[str]:
+        out: list[str] = []
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        given = [
+            name
+            for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+            if getattr(self, name) is not None
+        ]
+        if sasl:
+            missing = sorted(
+                {"kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"} - set(given)
+            )
+            out += [f"{protocol} needs {name}: set NURTURE_{name.upper()}" for name in missing]
+        elif given:
+            out.append(
+                f"{', '.join(given)} given but NURTURE_KAFKA_SECURITY_PROTOCOL={protocol}: "
+                "set it to SASL_SSL (or SASL_PLAINTEXT), or unset the SASL settings"
+            )
+        tls_files = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+        if not protocol.endswith("SSL"):
+            files = [name for name in tls_files if getattr(self, name) is not None]
+            if files:
+                out.append(
+                    f"{', '.join(files)} given but NURTURE_KAFKA_SECURITY_PROTOCOL={protocol}: "
+                    "set it to SSL or SASL_SSL, or unset the files"
+                )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            out.append(
+                "kafka_ssl_certfile and kafka_ssl_keyfile go together: "
+                "set both NURTURE_KAFKA_SSL_CERTFILE and NURTURE_KAFKA_SSL_KEYFILE, or neither"
+            )
+        for name in tls_files:
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                out.append(f"{name}: {path} is not a readable file (NURTURE_{name.upper()})")
+        return out
+
+    def _sender_problems(self) -> list[str]:
+        out: list[str] = []
+        if "{lead_id}" not in self.sender_recipient:
+            out.append("sender_recipient must contain {lead_id} (NURTURE_SENDER_RECIPIENT)")
+        if self.sender_transport == "smtp" and not self.sender_smtp_host:
+            out.append("sender_transport=smtp needs NURTURE_SENDER_SMTP_HOST")
+        if self.sender_transport == "webhook" and not (self.sender_webhook_url or "").startswith(
+            ("http://", "https://")
+        ):
+            out.append("sender_transport=webhook needs NURTURE_SENDER_WEBHOOK_URL=http(s)://...")
+        if (self.sender_smtp_username is None) != (self.sender_smtp_password is None):
+            out.append(
+                "sender_smtp_username and sender_smtp_password go together: set both "
+                "NURTURE_SENDER_SMTP_USERNAME and NURTURE_SENDER_SMTP_PASSWORD, or neither"
+            )
+        return out
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of an SSL / SASL_SSL connection (None for plaintext)."""
+        if not self.kafka_security_protocol.endswith("SSL"):
+            return None
+        from aiokafka.helpers import create_ssl_context
+
+        context: ssl.SSLContext = create_ssl_context(
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+            certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+            keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+        )
+        return context
+
+    def kafka_auth(self) -> dict[str, Any]:
+        """Security keyword arguments for any aiokafka client (producer, consumer, admin)."""
+        out: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        context = self.ssl_context()
+        if context is not None:
+            out["ssl_context"] = context
+        if self.kafka_security_protocol.startswith("SASL_"):
+            out["sasl_mechanism"] = self.kafka_sasl_mechanism
+            out["sasl_plain_username"] = self.kafka_sasl_username
+            out["sasl_plain_password"] = self.kafka_sasl_password
+        return out
+
+    def faust_credentials(self) -> Any:
+        """The same security as Faust ``broker_credentials`` (None for plaintext)."""
+        import faust
+
+        context = self.ssl_context()
+        if self.kafka_security_protocol.startswith("SASL_"):
+            credentials = faust.SASLCredentials(
+                username=self.kafka_sasl_username,
+                password=self.kafka_sasl_password,
+                mechanism=self.kafka_sasl_mechanism,
+                ssl_context=context,
+            )
+            return credentials
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
 
     @property
     def input_topics(self) -> tuple[str, str, str]:
@@ -60,7 +209,12 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = ["invalid configuration:"]
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            if not err["loc"]:  # a combination of fields: the message names them and the fix
+                lines += [
+                    f"  {part}" for part in err["msg"].removeprefix("Value error, ").split("; ")
+                ]
+                continue
+            field = ".".join(str(p) for p in err["loc"])
             env = f"NURTURE_{field.upper()}"
             lines.append(f"  {field} (env {env}): {err['msg']} (got {err.get('input')!r})")
         raise SystemExit("\n".join(lines)) from None

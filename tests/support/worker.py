@@ -55,6 +55,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class WorkerProcess:
     """One ``nurture worker`` subprocess."""
 
+    command = "worker"  # the nurture subcommand run (tests/support/sender.py runs "sender")
     _count = 0
 
     def __init__(
@@ -122,7 +123,7 @@ class WorkerProcess:
         )
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [NURTURE, "worker"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            [NURTURE, self.command], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         return self
@@ -383,13 +384,16 @@ def consume_all(
     return list(run(_consume(bootstrap, topic, until, timeout, idle, isolation)))
 
 
-async def _lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
+async def _lag(
+    bootstrap: str, group: str, topics: Sequence[str], auth: Mapping[str, Any] | None = None
+) -> int:
+    """Records of ``topics`` not yet committed by ``group`` (``auth``: client security kwargs)."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.structs import TopicPartition
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(auth or {}))
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **(auth or {}))
     await admin.start()
     await consumer.start()
     try:

@@ -128,17 +128,30 @@ def test_key_must_match_lead_id() -> None:
     assert parse_event(_raw(), key=None).lead_id == "L-42"
 
 
-@pytest.mark.parametrize("case", BAD[:-1], ids=[b[0] for b in BAD[:-1]])
+# rejected before any per-type model applies (not JSON, not an object, no or unknown type)
+BEFORE_MODELS = {"invalid_json", "not_an_object", "unknown_type", "bad_field:type"}
+MODEL_CASES = [b for b in BAD[:-1] if b[2] not in BEFORE_MODELS]
+PRE_MODEL_CASES = [b for b in BAD if b[2] in BEFORE_MODELS]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=[b[0] for b in MODEL_CASES])
 def test_models_reject_what_the_hot_path_rejects(case: tuple[str, bytes, str]) -> None:
     _name, raw, _reason = case
-    try:
-        doc = json.loads(raw)
-        event_type = doc["type"]
-        model = typed_event_model(event_type)
-    except (ValueError, KeyError, TypeError):
-        return  # rejected before any model applies (not JSON, not an object, no/unknown type)
+    model = typed_event_model(json.loads(raw)["type"])
     with pytest.raises(ValidationError):
         model.model_validate_json(raw)
+
+
+@pytest.mark.parametrize("case", PRE_MODEL_CASES, ids=[b[0] for b in PRE_MODEL_CASES])
+def test_no_model_applies_where_the_hot_path_rejects_first(case: tuple[str, bytes, str]) -> None:
+    _name, raw, _reason = case
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        typed_event_model(json.loads(raw)["type"])
+
+
+def test_the_bad_cases_split_without_loss() -> None:
+    assert len(MODEL_CASES) + len(PRE_MODEL_CASES) == len(BAD) - 1  # "huge" is size-only
+    assert len(PRE_MODEL_CASES) == 5
 
 
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
