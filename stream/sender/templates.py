@@ -1,7 +1,8 @@
 """Email templates: one Jinja2 file per ``template`` name the rules emit.
 
-The names come from the rules file (every ``templates`` entry of :class:`RulesConfig`), never a
-hand list, so a rule that gains a template fails the sender's start-up until its file exists.
+The names come from the rules file (:func:`template_names`), never a hand list, so a rule that
+gains a template fails the sender's start-up until its file exists. A ``*_prefix`` family (e.g.
+``adoption.nudge``) is one file serving every name built from it (``adoption.nudge.reports``).
 A template file ``<name>.txt.j2`` sets ``subject`` and renders the body::
 
     {% set subject = "Welcome to your trial" %}
@@ -33,20 +34,32 @@ class RenderedEmail:
     body: str
 
 
-def _walk(node: Any, under_templates: bool = False) -> Iterator[str]:
+def _walk(node: Any, key: str = "", under_templates: bool = False) -> Iterator[tuple[str, str]]:
+    """(kind, name) of every template name in the rules: ``exact`` or a ``prefix`` family."""
     if isinstance(node, Mapping):
-        for key, value in node.items():
-            yield from _walk(value, under_templates or key == "templates")
+        for k, value in node.items():
+            yield from _walk(value, str(k), under_templates or k == "templates")
     elif isinstance(node, list | tuple):
         for value in node:
-            yield from _walk(value, under_templates)
-    elif under_templates and isinstance(node, str):
-        yield node
+            yield from _walk(value, key, under_templates)
+    elif isinstance(node, str):
+        if under_templates or key == "template" or key.endswith("_task"):
+            yield ("exact", node)
+        elif key.endswith("_prefix"):
+            yield ("prefix", node)
 
 
 def template_names(rules: RulesConfig) -> tuple[str, ...]:
-    """Every template name of the rules (each ``templates`` section), sorted, once each."""
-    return tuple(sorted(set(_walk(rules.model_dump(mode="python")))))
+    """Every template file the rules need, sorted, once each: the names under ``templates``
+    sections and ``template`` / ``*_task`` keys, and each ``*_prefix`` family (its file serves
+    every ``<prefix>.<suffix>`` name the rules build from it)."""
+    return tuple(sorted({name for _kind, name in _walk(rules.model_dump(mode="python"))}))
+
+
+def template_families(rules: RulesConfig) -> tuple[str, ...]:
+    """The ``*_prefix`` families, longest first."""
+    found = {name for kind, name in _walk(rules.model_dump(mode="python")) if kind == "prefix"}
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 class Templates:
@@ -61,6 +74,7 @@ class Templates:
             keep_trailing_newline=True,
         )
         self.names = template_names(rules)
+        self.families = template_families(rules)
         missing = [n for n in self.names if not (self.folder / f"{n}{SUFFIX}").is_file()]
         if missing:
             raise TemplateError(
@@ -73,6 +87,9 @@ class Templates:
 
     def render(self, name: str, action: Mapping[str, Any]) -> RenderedEmail:
         template = self._compiled.get(name)
+        if template is None:
+            family = next((f for f in self.families if name.startswith(f + ".")), None)
+            template = self._compiled.get(family) if family else None
         if template is None:
             raise TemplateError(f"unknown template {name!r} (not in the rules file)")
         variables = dict(action)
