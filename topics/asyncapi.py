@@ -21,7 +21,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel
 
-from topics.catalog import TopicSpec, catalog
+from topics.catalog import INPUT_TOPIC_OF_SOURCE, TopicSpec, catalog
 from topics.events import EVENT_TYPES
 from topics.export import typed_event_model
 from topics.outputs import ActionRecord, DeadLetterRecord, TransitionRecord
@@ -32,12 +32,6 @@ KAFKA_BINDING_VERSION = "0.5.0"
 CONTRACT_VERSION = "1.0.0"  # the v1 event types (DESIGN.md section 2)
 _SCHEMA_REF = "#/components/schemas/{model}"
 
-#: event source system -> the default catalog topic that carries its events
-INPUT_TOPIC_OF_SOURCE = {
-    "product": "nurture.product-events",
-    "email": "nurture.email-events",
-    "crm": "nurture.crm-events",
-}
 ACTIONS_TOPIC = "nurture.actions"
 TRANSITIONS_TOPIC = "nurture.transitions"
 DEAD_LETTER_TOPIC = "nurture.dead-letter"

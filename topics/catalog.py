@@ -70,3 +70,11 @@ def catalog(
 def changelog_config() -> dict[str, str]:
     """Settings for table changelog topics: compacted, so the latest state per lead is kept."""
     return {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+
+
+#: event source system (``topics.events.EVENT_TYPES``) -> the default topic carrying its events
+INPUT_TOPIC_OF_SOURCE: dict[str, str] = {
+    "product": "nurture.product-events",
+    "email": "nurture.email-events",
+    "crm": "nurture.crm-events",
+}

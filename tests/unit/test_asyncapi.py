@@ -16,8 +16,8 @@ import yaml
 
 from stream.commands import schemas as schemas_command
 from tests.support.tools import NPM_BIN, require_tool
-from topics.asyncapi import ASYNCAPI_PATH, INPUT_TOPIC_OF_SOURCE, build, render
-from topics.catalog import catalog
+from topics.asyncapi import ASYNCAPI_PATH, build, render
+from topics.catalog import INPUT_TOPIC_OF_SOURCE, catalog
 from topics.events import EVENT_TYPES
 from topics.outputs import PROGRAMS, ActionRecord
 
