@@ -238,3 +238,18 @@ def test_compose_runs_the_sender_and_loads_the_alert_rules() -> None:
     config = yaml.safe_load((ROOT / host / "prometheus.yml").read_text())
     assert all((ROOT / host / name).exists() for name in config["rule_files"])
     assert "--config.file=" + container + "/prometheus.yml" in services["prometheus"]["command"]
+
+
+def test_compose_environment_names_real_settings_and_the_sender_is_scraped() -> None:
+    from stream.settings import Settings
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    fields = {f"NURTURE_{name.upper()}" for name in Settings.model_fields}
+    for name, service in services.items():
+        env = {k for k in service.get("environment", {}) if k.startswith("NURTURE_")}
+        assert env <= fields, (name, sorted(env - fields))
+    sender_env = services["sender"]["environment"]
+    doc = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    (job,) = [j for j in doc["scrape_configs"] if j["job_name"] == "nurture-sender"]
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == [f"sender:{sender_env['NURTURE_SENDER_METRICS_PORT']}"]

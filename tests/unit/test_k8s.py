@@ -185,3 +185,13 @@ def test_broker_credentials_come_from_secrets_and_the_sender_is_a_deployment(
     sender = _one(objects, "Deployment", "nurture-sender")
     assert sender["spec"]["template"]["spec"]["containers"][0]["args"] == ["sender"]
     assert sender["spec"]["replicas"] == 1 and sender["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_sender_metrics_port_is_probed_and_scraped(objects: list[dict[str, Any]]) -> None:
+    sender = _one(objects, "Deployment", "nurture-sender")["spec"]["template"]
+    (container,) = sender["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    port = env["NURTURE_SENDER_METRICS_PORT"]
+    assert [str(p["containerPort"]) for p in container["ports"]] == [port]
+    assert container["livenessProbe"]["httpGet"]["port"] == container["ports"][0]["name"]
+    assert sender["metadata"]["annotations"]["prometheus.io/port"] == port
