@@ -34,9 +34,10 @@ tools: sysdeps $(ASYNCAPI_STAMP)
 demo: install
 	$(BIN)/nurture demo
 
-# A full pipeline report from simulated traffic: 2,000 leads over 90 days, replayed through the core.
+# A full pipeline report from simulated traffic: 2,000 leads and 70 customer accounts over 90 days,
+# replayed through the lead and account cores.
 report: install
-	$(BIN)/nurture simulate --leads 2000 --days 90 --seed 1 --out out/sim-events.jsonl
+	$(BIN)/nurture simulate --leads 2000 --days 90 --seed 1 --customers 70 --out out/sim-events.jsonl
 	$(BIN)/nurture replay out/sim-events.jsonl --out out/replay
 	@echo "open out/replay/report.html in a browser"
 

@@ -93,10 +93,17 @@ class HealthRules(_Section):
 class FlagRules(_Section):
     payment_failed_statuses: tuple[str, ...] = ("payment_failed", "suspended")
     usage_drop_pct: float = Field(default=20, gt=0, lt=100)
+    usage_drop_clear_pct: float = Field(default=10, ge=0, lt=100)
     usage_drop_min_baseline_sessions: int = Field(default=10, ge=1)
     urgent_tickets_min: int = Field(default=2, ge=1)
     detractor_max_nps: int = Field(default=6, ge=0, le=10)
     detractor_roles: tuple[Role, ...] = ("admin", "executive")
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> FlagRules:
+        if self.usage_drop_clear_pct > self.usage_drop_pct:
+            raise ValueError("usage_drop_clear_pct must be <= usage_drop_pct")
+        return self
 
 
 class StageRules(_Section):
@@ -119,12 +126,14 @@ class OnboardingRules(_Section):
 
 
 class AdoptionRules(_Section):
-    """Nudges name the first feature of ``features`` the account's users have not adopted."""
+    """Nudges name the first feature of ``features`` the account's users have not adopted and
+    that has had fewer than ``max_nudges_per_feature`` nudges; when none is left, the play ends."""
 
     features: tuple[str, ...] = Field(
         default=("reports", "integrations", "automations", "dashboards"), min_length=1
     )
     nudge_interval_days: float = Field(default=14, gt=0)
+    max_nudges_per_feature: int = Field(default=3, ge=1, le=100)
     max_email_recipients: int = Field(default=5, ge=1, le=100)
     template_prefix: str = Field(default="adoption.nudge", min_length=1)
 

@@ -1,11 +1,11 @@
 """Drive accounts through their inputs in event time: the reference order replay and the
-worker share. Before an event at time t, every pending timer due at or before t fires first;
-at the end, timers fire up to ``until``. Pure (no clock); accounts are independent, so the
-result per account does not depend on how accounts interleave.
+worker share. Pure (no wall clock); accounts are independent, so an account's outputs depend
+only on its own inputs and the event-time clock at which its timers fire.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -47,46 +47,61 @@ Sink = Callable[[str, AccountStep], None]
 
 
 class AccountDriver:
-    """Feeds events (in event time) and fires timers; ``sink`` sees every step's result."""
+    """Feeds events and fires timers on one event-time clock (the largest event time seen), as
+    the lead replay does: before each event, every account timer due at or before the clock
+    fires, in (due, account) order. ``sink`` sees every step's result."""
 
     def __init__(self, config: RulesConfig, sink: Sink | None = None) -> None:
         self.config = config
         self.accounts: dict[str, AccountRun] = {}
         self.sink = sink
+        self.clock: int | None = None
+        self.heap: list[tuple[int, str, str]] = []
+        self.timers_fired = 0
 
     def _step(self, account_id: str, inp: Event | AccountTimerFired) -> None:
         run = self.accounts.setdefault(account_id, AccountRun())
+        before = run.timers
         result = step_account(run.state, inp, self.config)
         run.apply(result)
+        if result.timers != before:
+            for timer in result.timers:
+                if timer not in before:
+                    heapq.heappush(self.heap, (timer.due, account_id, timer.timer_id))
         if self.sink is not None:
             self.sink(account_id, result)
 
-    def fire_until(self, account_id: str, until: int) -> None:
-        run = self.accounts.get(account_id)
-        while run is not None and run.timers and run.timers[0].due <= until:
-            timer = run.timers[0]
-            self._step(account_id, AccountTimerFired(account_id, timer.timer_id, timer.due))
+    def fire_until(self, until: int) -> None:
+        heap = self.heap
+        while heap and heap[0][0] <= until:
+            due, account_id, timer_id = heapq.heappop(heap)
+            run = self.accounts[account_id]
+            if not any(t.timer_id == timer_id and t.due == due for t in run.timers):
+                continue  # replaced or cancelled: a stale heap entry
+            self.timers_fired += 1
+            self._step(account_id, AccountTimerFired(account_id, timer_id, due))
 
     def feed(self, event: Event) -> None:
         if not feeds_account(event):
             return
         assert event.account_id is not None
-        self.fire_until(event.account_id, event.at)
+        if self.clock is None or event.at > self.clock:
+            self.clock = event.at
+        self.fire_until(self.clock)
         self._step(event.account_id, event)
 
-    def finish(self, until: int) -> None:
-        for account_id in sorted(self.accounts):
-            self.fire_until(account_id, until)
+    def finish(self, until: int | None = None) -> None:
+        horizon = self.clock if until is None else until
+        if horizon is not None:
+            self.fire_until(horizon)
 
 
 def run_accounts(
     events: Iterable[Event], config: RulesConfig, until: int | None = None
 ) -> dict[str, AccountRun]:
     """Every account of ``events`` (sorted here by event time, stable), timers up to ``until``."""
-    ordered = sorted(events, key=lambda e: e.at)
     driver = AccountDriver(config)
-    for event in ordered:
+    for event in sorted(events, key=lambda e: e.at):
         driver.feed(event)
-    if until is not None:
-        driver.finish(until)
+    driver.finish(until)
     return driver.accounts

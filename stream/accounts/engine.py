@@ -31,6 +31,7 @@ from stream.accounts.model import (
 )
 from stream.accounts.work import Work
 from stream.core.config import RulesConfig
+from stream.core.icp import icp_tier
 from stream.core.ids import in_holdout
 from stream.core.model import Event, rfc3339_to_ms
 
@@ -169,6 +170,7 @@ def _fold(w: Work, etype: str, lead_id: str, at: int, props: Mapping[str, Any]) 
             if all(f in s.features for f in w.rules.adoption.features):
                 w.exit_play("adoption", "adoption.all_adopted", features=list(s.features))
     elif etype in ("lead.created", "lead.updated"):
+        _firmographics(w, props)
         role = props.get("role")
         if user is not None and isinstance(role, str) and role != user.role:
             w.set_user(replace(user, role=role, onboarded=user.onboarded))
@@ -230,6 +232,18 @@ def _fold(w: Work, etype: str, lead_id: str, at: int, props: Mapping[str, Any]) 
         expansion.on_upgrade_ask(w, etype)
 
 
+def _firmographics(w: Work, props: Mapping[str, Any]) -> None:
+    """The account's ICP tier, from the company facts its users' profiles carry."""
+    s = w.s
+    size, industry = props.get("company_size"), props.get("industry")
+    if isinstance(size, int) and not isinstance(size, bool):
+        s.company_size = size
+    if isinstance(industry, str):
+        s.industry = industry
+    if s.company_size is not None or s.industry is not None:
+        s.icp_tier = icp_tier(s.company_size, s.industry, w.cfg.icp)
+
+
 def _count_session(w: Work, at: int) -> None:
     s = w.s
     day = day_of(at)
@@ -271,12 +285,12 @@ def _convert(w: Work, props: Mapping[str, Any]) -> None:
     s.converted_at = w.now
     s.cancelled_at = None
     s.first_value_at = None
-    s.plays, s.done = (), ()  # touchpoints stay: at most once per renewal date, ever
+    s.plays, s.done, s.nudges = (), (), ()  # touchpoints stay: once per renewal date, ever
     s.last_nudge_at = s.last_briefing_at = None
     s.band, s.flags, s.score = None, (), None
     s.plan = props.get("plan") if isinstance(props.get("plan"), str) else s.plan
     s.limits = tuple(sorted(_limits(props).items())) or s.limits
-    s.arr = _number(props.get("arr")) or 0.0
+    s.arr = s.start_arr = _number(props.get("arr")) or 0.0
     renewal = _time(props.get("renewal_at"))
     months = props.get("term_months")
     if renewal is None:

@@ -19,16 +19,18 @@ def day_of(ms: int) -> int:
     return ms // DAY
 
 
-def sessions_between(state: AccountState, first_day: int, last_day: int) -> int:
-    return sum(n for day, n in state.session_days if first_day <= day <= last_day)
-
-
 def usage_trend(state: AccountState, now: int, rules: AccountRules) -> tuple[int, int]:
-    """Sessions in the last ``trend_window_days`` and in the window before it."""
+    """Sessions in the last ``trend_window_days`` and in the window before it (one pass)."""
     window = rules.health.usage.trend_window_days
     today = day_of(now)
-    last = sessions_between(state, today - window + 1, today)
-    prev = sessions_between(state, today - 2 * window + 1, today - window)
+    split, first = today - window, today - 2 * window
+    last = prev = 0
+    for day, n in state.session_days:
+        if day > split:
+            if day <= today:
+                last += n
+        elif day > first:
+            prev += n
     return last, prev
 
 
@@ -66,20 +68,33 @@ def open_urgent(state: AccountState) -> int:
     return sum(1 for t in state.tickets if t.resolved_at is None and t.severity == "urgent")
 
 
+def _trend_value(state: AccountState, now: int, rules: AccountRules, last: int, prev: int) -> float:
+    """last / prev (capped at 1). Without a baseline: neutral (1) while the account is younger
+    than the window or has any recent use; 0 for an account silent through both windows."""
+    if prev > 0:
+        return min(1.0, last / prev)
+    young = state.converted_at is None or now - state.converted_at < (
+        rules.health.usage.trend_window_days * DAY
+    )
+    return 1.0 if last > 0 or young else 0.0
+
+
 def _component(name: str, value: float, weight: float, inputs: dict[str, object]) -> Component:
     value = min(1.0, max(0.0, value))
     return Component(name, round(value, 4), weight, round(value * weight, 2), inputs)
 
 
-def components(state: AccountState, now: int, rules: AccountRules) -> tuple[Component, ...]:
+def components(
+    state: AccountState, now: int, rules: AccountRules, trend: tuple[int, int] | None = None
+) -> tuple[Component, ...]:
     h = rules.health
     w = h.weights
     wau = weekly_active(state, now, rules)
     seat_count = seats(state)
     ratio = wau / seat_count
     wau_value = min(1.0, ratio / h.usage.wau_target_ratio)
-    last, prev = usage_trend(state, now, rules)
-    trend_value = 1.0 if prev == 0 else min(1.0, last / prev)
+    last, prev = trend if trend is not None else usage_trend(state, now, rules)
+    trend_value = _trend_value(state, now, rules, last, prev)
     usage_value = h.usage.wau_share * wau_value + (1 - h.usage.wau_share) * trend_value
     usage = _component(
         "usage",
@@ -125,13 +140,17 @@ def band_of(score: float, rules: AccountRules) -> str:
     return "green"
 
 
-def risk_flags(state: AccountState, now: int, rules: AccountRules) -> tuple[str, ...]:
+def risk_flags(
+    state: AccountState, now: int, rules: AccountRules, trend: tuple[int, int] | None = None
+) -> tuple[str, ...]:
     f = rules.flags
     raised: set[str] = set()
     if state.billing_status in f.payment_failed_statuses:
         raised.add("payment_failed")
-    last, prev = usage_trend(state, now, rules)
-    if prev >= f.usage_drop_min_baseline_sessions and last < prev * (1 - f.usage_drop_pct / 100):
+    last, prev = trend if trend is not None else usage_trend(state, now, rules)
+    # hysteresis: a raised flag clears only once the drop is under usage_drop_clear_pct
+    drop = f.usage_drop_clear_pct if "usage_drop" in state.flags else f.usage_drop_pct
+    if prev >= f.usage_drop_min_baseline_sessions and last < prev * (1 - drop / 100):
         raised.add("usage_drop")
     if open_urgent(state) >= f.urgent_tickets_min:
         raised.add("urgent_tickets")
@@ -144,6 +163,8 @@ def risk_flags(state: AccountState, now: int, rules: AccountRules) -> tuple[str,
 
 
 def health(state: AccountState, now: int, rules: AccountRules, version: str) -> Health:
-    parts = components(state, now, rules)
+    trend = usage_trend(state, now, rules)
+    parts = components(state, now, rules, trend)
     score = round(sum(c.points for c in parts), 2)
-    return Health(score, band_of(score, rules), risk_flags(state, now, rules), parts, version)
+    flags = risk_flags(state, now, rules, trend)
+    return Health(score, band_of(score, rules), flags, parts, version)

@@ -49,9 +49,13 @@ class AccountState:
     seen_ids: tuple[str, ...] = ()
     watermark: int | None = None
     holdout: bool = False
+    company_size: int | None = None
+    industry: str | None = None
+    icp_tier: str = "unknown"
     converted_at: int | None = None
     plan: str | None = None
     arr: float = 0.0
+    start_arr: float = 0.0  # ARR at conversion (GRR / NRR baseline)
     renewal_at: int | None = None
     cancelled_at: int | None = None
     stage: str | None = None
@@ -70,11 +74,24 @@ class AccountState:
     plays: tuple[tuple[str, int], ...] = ()  # open plays with their entry time
     done: tuple[str, ...] = ()  # one-off steps already taken (e.g. "onboarding.kickoff")
     last_nudge_at: int | None = None
+    nudges: tuple[tuple[str, int], ...] = ()  # feature -> nudges sent (adoption list only)
     last_briefing_at: int | None = None
     touchpoints: tuple[tuple[int, int], ...] = ()  # (renewal_at, days) already sent
     last_advocacy_ask_at: int | None = None
     advocacy_done: tuple[str, ...] = ()
     expansion_fired: tuple[str, ...] = ()
+
+
+_STATE_SLOTS = tuple(f.name for f in fields(AccountState))
+_new_state = object.__new__
+
+
+def copy_state(state: AccountState) -> AccountState:
+    """A shallow copy (every field is immutable), ~5x cheaper than dataclasses.replace."""
+    new: AccountState = _new_state(AccountState)
+    for name in _STATE_SLOTS:
+        object.__setattr__(new, name, getattr(state, name))
+    return new
 
 
 _TUPLE_OF_TUPLES = frozenset({"session_days", "limits"})
@@ -97,7 +114,7 @@ def decode_state(raw: bytes) -> AccountState:
             v = tuple(Ticket(**t) for t in v)
         elif f.name == "usage":
             v = tuple((m, tuple((int(a), float(x)) for a, x in s)) for m, s in v)
-        elif f.name in _TUPLE_OF_TUPLES or f.name in ("plays", "touchpoints"):
+        elif f.name in _TUPLE_OF_TUPLES or f.name in ("plays", "touchpoints", "nudges"):
             v = tuple(tuple(p) for p in v)
         elif isinstance(v, list):
             v = tuple(v)

@@ -104,7 +104,14 @@ def nudge(w: Work) -> None:
     if not missing:
         w.exit_play("adoption", "adoption.all_adopted", features=list(w.s.features))
         return
-    feature = missing[0]
+    sent = dict(w.s.nudges)
+    left = [f for f in missing if sent.get(f, 0) < r.max_nudges_per_feature]
+    if not left:
+        w.exit_play("adoption", "adoption.nudges_exhausted", missing=missing)
+        return
+    feature = left[0]
+    sent[feature] = sent.get(feature, 0) + 1
+    w.s.nudges = tuple((f, sent[f]) for f in r.features if f in sent)
     template = f"{r.template_prefix}.{feature}"
     horizon = w.now - int(w.rules.health.usage.active_window_days * DAY)
     active = sorted(

@@ -14,7 +14,14 @@ from typing import Any
 
 from stream.accounts.config import AccountRules
 from stream.accounts.health import health
-from stream.accounts.model import AccountAction, AccountState, AccountTransition, Health, User
+from stream.accounts.model import (
+    AccountAction,
+    AccountState,
+    AccountTransition,
+    Health,
+    User,
+    copy_state,
+)
 from stream.core.config import RulesConfig
 from stream.core.emails import frequency_gate
 from stream.core.ids import action_id
@@ -40,7 +47,7 @@ class Work:
     def __init__(
         self, state: AccountState, cfg: RulesConfig, caused_by: str, at: int, now: int
     ) -> None:
-        self.s = replace(state)  # shallow copy: every field is immutable
+        self.s = copy_state(state)
         self.cfg = cfg
         self.rules: AccountRules = cfg.accounts
         self.caused_by = caused_by

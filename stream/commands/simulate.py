@@ -29,6 +29,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--leads", type=int, default=1000)
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--customers", type=int, default=0, help="customer accounts (post-sale personas) to add"
+    )
     parser.add_argument("--start", default=None, help="RFC 3339 start (file mode; default fixed)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", type=Path, help="JSON Lines file (.gz for gzip)")
@@ -49,12 +52,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         start = rfc3339_to_ms(args.start) if args.start else None
-        count = write_file(args.out, generate(args.leads, args.days, args.seed, start=start))
+        events = generate(args.leads, args.days, args.seed, start=start, customers=args.customers)
+        count = write_file(args.out, events)
         print(f"wrote {count} lines for {args.leads} leads to {args.out}", file=sys.stderr)
         return 0
     scale = args.time_scale or max(1.0, args.days * 86400 / 600)
     start = int(time.time() * 1000)
-    events = generate(args.leads, args.days, args.seed, start=start, time_scale=scale)
+    events = generate(
+        args.leads, args.days, args.seed, start=start, time_scale=scale, customers=args.customers
+    )
     try:
         sent = asyncio.run(produce(events, args.kafka, rate=args.rate, tee=args.tee))
     except KeyboardInterrupt:  # the demo stops the simulator with SIGINT; the tee is closed

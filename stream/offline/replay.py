@@ -293,6 +293,7 @@ def replay_file(
 ) -> ReplayStats:
     """Replay ``events_path`` and write transitions, actions, dead letters and reports to
     ``out_dir`` (created). Returns the run's counts; it never holds the whole file in memory."""
+    from stream.offline.accounts import AccountReplay
     from stream.report.pipeline import PipelineReport
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -308,6 +309,7 @@ def replay_file(
         open(out_dir / "actions.jsonl", "wb", buffering=1 << 20) as a_out,
         open(out_dir / "dead_letter.jsonl", "wb") as d_out,
         open_events(events_path) as fh,
+        AccountReplay(out_dir, config) as accounts,
     ):
         t_write, a_write = t_out.write, a_out.write
         add_transition, add_flow, add_action = (
@@ -364,9 +366,11 @@ def replay_file(
                     first_at = event.at
                 stats.events += 1
                 runner.process(event)
+                accounts.feed(event)
                 if progress and stats.events % 20000 == 0:
                     bar.update(stats.events)
             horizon = runner.finish(until)
+            post_sale = accounts.finish(horizon)
         finally:
             gc.set_threshold(*gc_threshold)
             gc.unfreeze()
@@ -378,7 +382,12 @@ def replay_file(
     stats.first_event_at = _ms_text(first_at)
     stats.last_event_at = _ms_text(runner.clock)
     stats.until = _ms_text(horizon)
-    doc = {"replay": stats.to_dict(), "pipeline": report.to_dict(), "flow": flow.to_dict()}
+    doc = {
+        "replay": stats.to_dict(),
+        "pipeline": report.to_dict(),
+        "flow": flow.to_dict(),
+        "post_sale": post_sale,
+    }
     (out_dir / "report.json").write_bytes(
         dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )

@@ -30,6 +30,10 @@ customer_growth    10%    paid at signup (seats_limit 10-50); weekly seats / API
 sales_touched       6%    ICP high; sales.contacted early, then pricing visits; 30% opportunity
 =================  =====  ==========================================================================
 
+``--customers N`` adds N customer accounts with the post-sale personas of
+:mod:`stream.offline.customers` (healthy advocate, silent after go-live, payment failure, urgent
+ticket burst, seats growing, renews, cancels).
+
 Across personas: 3% of leads unsubscribe and 2% hard-bounce at a random point; 1% of events are
 delivered twice (same event_id, seconds to minutes later); 0.5% arrive 1-12 h late (their
 ``occurred_at`` is earlier than the events around them in the file, on purpose); 0.2% of lines are
@@ -49,6 +53,7 @@ due to be sent (``start + offset / time_scale``), so event time tracks wall time
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import tempfile
@@ -370,6 +375,7 @@ def generate(
     start: int | None = None,
     time_scale: float = 1.0,
     late_share: float = LATE_SHARE,
+    customers: int = 0,
 ) -> Iterator[SimEvent]:
     """All events of the simulation in delivery order, streamed through per-day bucket files
     (memory stays bounded by one day of events). With ``time_scale`` > 1 every offset from
@@ -377,26 +383,21 @@ def generate(
     of events delivered late; with 0 the file is in event-time order except for duplicates."""
     start_ms = rfc3339_to_ms(DEFAULT_START) if start is None else start
     span = int(days * DAY_MS)
-    spread = random.Random(f"{seed}:spread")
     bucket_ms = max(MIN_MS, int(DAY_MS / time_scale))
     with tempfile.TemporaryDirectory(prefix="nurture-sim-") as tmp:
         files: dict[int, Any] = {}
         try:
-            for index in range(leads):
-                created = start_ms + int(spread.random() * 0.8 * span)
-                for ev in lead_events(seed, index, created, start_ms + span, late_share):
-                    deliver = start_ms + int((ev.deliver_at - start_ms) / time_scale)
-                    line = ev.line
-                    if time_scale != 1.0:
-                        line = _rescale(line, start_ms, time_scale)
-                    bucket = (deliver - start_ms) // bucket_ms
-                    fh = files.get(bucket)
-                    if fh is None:
-                        fh = files[bucket] = open(os.path.join(tmp, f"{bucket:06d}"), "wb")  # noqa: SIM115
-                    fh.write(
-                        b"%015d%08d%s %s\t%s\n"
-                        % (deliver, index, ev.source.encode(), ev.lead_id.encode(), line)
-                    )
+            lines = _lead_lines(seed, leads, start_ms, span, time_scale, late_share)
+            customer_lines = _customer_lines(seed, customers, leads, start_ms, span, time_scale)
+            for index, ev in itertools.chain(lines, customer_lines):
+                bucket = (ev.deliver_at - start_ms) // bucket_ms
+                fh = files.get(bucket)
+                if fh is None:
+                    fh = files[bucket] = open(os.path.join(tmp, f"{bucket:06d}"), "wb")  # noqa: SIM115
+                fh.write(
+                    b"%015d%08d%s %s\t%s\n"
+                    % (ev.deliver_at, index, ev.source.encode(), ev.lead_id.encode(), ev.line)
+                )
         finally:
             for fh in files.values():
                 fh.close()
@@ -409,6 +410,35 @@ def generate(
                 head, _, line = row.partition(b"\t")
                 source, _, lead_id = head[23:].partition(b" ")
                 yield SimEvent(int(head[:15]), lead_id.decode(), source.decode(), line)
+
+
+def _lead_lines(
+    seed: int, leads: int, start_ms: int, span: int, time_scale: float, late_share: float
+) -> Iterator[tuple[int, SimEvent]]:
+    """Every lead's lines with its index, delivery times scaled (Kafka mode)."""
+    spread = random.Random(f"{seed}:spread")
+    for index in range(leads):
+        created = start_ms + int(spread.random() * 0.8 * span)
+        for ev in lead_events(seed, index, created, start_ms + span, late_share):
+            deliver = start_ms + int((ev.deliver_at - start_ms) / time_scale)
+            line = ev.line
+            if time_scale != 1.0:
+                line = _rescale(line, start_ms, time_scale)
+            yield index, SimEvent(deliver, ev.lead_id, ev.source, line)
+
+
+def _customer_lines(
+    seed: int, customers: int, leads: int, start_ms: int, span: int, time_scale: float
+) -> Iterator[tuple[int, SimEvent]]:
+    """Customer accounts (stream.offline.customers), numbered after the leads."""
+    from stream.offline.customers import customer_events
+
+    for i in range(customers):
+        for at, lead_id, source, line in customer_events(seed, i, start_ms, start_ms + span):
+            deliver = start_ms + int((at - start_ms) / time_scale)
+            if time_scale != 1.0:
+                line = _rescale(line, start_ms, time_scale)
+            yield leads + i, SimEvent(deliver, lead_id, source, line)
 
 
 def _rescale(line: bytes, start_ms: int, time_scale: float) -> bytes:

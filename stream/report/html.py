@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from stream.report.postsale import postsale_html
 from topics.outputs import PROGRAMS
 
 PROGRAM_ORDER = ("(new)", *PROGRAMS)
@@ -107,7 +108,8 @@ def chart_model(doc: dict[str, Any]) -> dict[str, Any]:
 def render_html(doc: dict[str, Any], title: str = "nurture-stream replay report") -> str:
     data = orjson.dumps(chart_model(doc), option=orjson.OPT_SORT_KEYS).decode()
     data = data.replace("</", "<\\/")
-    return _PAGE.replace("@@TITLE@@", html.escape(title)).replace("@@DATA@@", data)
+    page = _PAGE.replace("@@TITLE@@", html.escape(title)).replace("@@DATA@@", data)
+    return page.replace("</main>", postsale_html(doc.get("post_sale")) + "</main>", 1)
 
 
 _PAGE = """<!doctype html>

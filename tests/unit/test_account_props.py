@@ -117,7 +117,7 @@ def _drive(events: list[Event], check: Any) -> AccountDriver:
     blocked: set[str] = set()
     driver = AccountDriver(CFG, sink=lambda _a, result: check(result, blocked))
     for e in events:
-        driver.fire_until("A-1", e.at)
+        driver.fire_until(max(e.at, driver.clock or e.at))
         if e.type == "email.unsubscribed" or (e.type == "email.bounced" and e.properties["hard"]):
             blocked.add(e.lead_id)
         driver.feed(e)

@@ -195,6 +195,13 @@ ROWS: list[Row] = [
         {"reason:adoption.all_adopted"},
         set(),
     ),
+    (
+        "adoption.exit_when_each_feature_had_its_nudges",
+        lambda: healthy(S(), 180).at(10, "outcome.achieved", outcome="first_report"),
+        180,
+        {"reason:adoption.nudges_exhausted", "action:send:in_app:adoption.nudge.dashboards"},
+        set(),
+    ),
     # --- executive ---
     (
         "executive.briefing_every_90_days",
