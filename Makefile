@@ -42,8 +42,8 @@ report: install
 	@echo "open out/replay/report.html in a browser"
 
 lint: install
-	$(BIN)/ruff check stream topics tests
-	$(BIN)/ruff format --check stream topics tests
+	$(BIN)/ruff check stream topics tests deploy
+	$(BIN)/ruff format --check stream topics tests deploy
 
 typecheck: install
 	$(BIN)/mypy
