@@ -82,6 +82,7 @@ def test_every_rendered_object_is_valid_for_the_pinned_kubernetes(
             "PodDisruptionBudget",
             "Deployment",
             "PersistentVolumeClaim",
+            "Job",
         ]
     )
     for obj in objects:
@@ -195,3 +196,88 @@ def test_sender_metrics_port_is_probed_and_scraped(objects: list[dict[str, Any]]
     assert [str(p["containerPort"]) for p in container["ports"]] == [port]
     assert container["livenessProbe"]["httpGet"]["port"] == container["ports"][0]["name"]
     assert sender["metadata"]["annotations"]["prometheus.io/port"] == port
+
+
+def test_topics_job_creates_the_catalog_with_the_same_settings(
+    objects: list[dict[str, Any]],
+) -> None:
+    job = _pod(objects, "Job", "nurture-topics")
+    (container,) = job["containers"]
+    assert container["args"] == ["topics", "create"]
+    worker = _pod(objects, "StatefulSet", "nurture-worker")["containers"][0]
+    assert container["envFrom"] == worker["envFrom"]  # same settings and broker credentials
+
+
+def _readme_kubernetes_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("### Kubernetes")
+    return readme[start : readme.index("\n### ", start + 1)]
+
+
+def test_readme_walkthrough_names_every_setting_secret_and_command(
+    objects: list[dict[str, Any]],
+) -> None:
+    section = _readme_kubernetes_section()
+    for name in _settings(objects):
+        assert f"`{name}`" in section, name
+    secrets = set()
+    for obj in objects:
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []):
+            secrets |= {
+                e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e
+            }
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    secrets.add(ref["name"])
+        secrets |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    assert secrets == {
+        "nurture-kafka-credentials",
+        "nurture-kafka-tls",
+        "nurture-web-token",
+        "nurture-sender",
+    }
+    for name in secrets:
+        assert f"create secret generic {name}" in section, name
+    for step in ("kubectl apply -k deploy/k8s", "/readyz", "/metrics", 'up{job="nurture-worker"}'):
+        assert step in section, step
+    from stream.settings import Settings
+
+    fields = {f"NURTURE_{n.upper()}" for n in Settings.model_fields}
+    named = set(re.findall(r"NURTURE_[A-Z_]*[A-Z]", section))
+    prefixes = {n for n in named if n.endswith("_SMTP") or n == "NURTURE_TOPIC"}
+    assert named - prefixes <= fields, sorted(named - prefixes - fields)
+
+
+def test_in_cluster_prometheus_config_finds_the_manifests_under_the_alerting_job_names(
+    objects: list[dict[str, Any]],
+) -> None:
+    prom = ROOT / "deploy" / "prometheus"
+    config = yaml.safe_load((prom / "prometheus-kubernetes.yml").read_text())
+    local = yaml.safe_load((prom / "prometheus.yml").read_text())
+    assert config["rule_files"] == local["rule_files"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {j["job_name"] for j in local["scrape_configs"]} - {"prometheus"}
+    alerts = (prom / "alerts.yml").read_text()
+    assert all(f'job="{name}"' in alerts for name in re.findall(r'job="([^"]+)"', alerts))
+    service = _one(objects, "Service", "nurture-worker")
+    sender = _one(objects, "Deployment", "nurture-sender")["spec"]["template"]["metadata"]
+    keeps = {
+        name: {
+            tuple(r["source_labels"]): r["regex"]
+            for r in job["relabel_configs"]
+            if r.get("action") == "keep"
+        }
+        for name, job in jobs.items()
+    }
+    assert (
+        keeps["nurture-worker"][("__meta_kubernetes_service_name",)] == service["metadata"]["name"]
+    )
+    assert (
+        keeps["nurture-sender"][("__meta_kubernetes_pod_label_app_kubernetes_io_name",)]
+        == sender["labels"]["app.kubernetes.io/name"]
+    )
+    for job in jobs.values():
+        (sd,) = job["kubernetes_sd_configs"]
+        assert sd["namespaces"]["names"] == [service["metadata"]["namespace"]]
