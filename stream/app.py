@@ -63,7 +63,6 @@ def create_app(
 
     from stream.core.config import load_config
     from stream.metrics import Metrics
-    from stream.report import PipelineReport
     from stream.runtime.agent import LeadAgent, Ticker, tick_topic_name
     from stream.runtime.processor import LeadProcessor
     from stream.runtime.web import readiness, register_views
@@ -120,7 +119,7 @@ def create_app(
         return None if value is None else int(value)
 
     processor = LeadProcessor(rules, leads, committed=committed)
-    agent = LeadAgent(app, s, processor, m, PipelineReport(metrics=m))
+    agent = LeadAgent(app, s, processor, m)
     ticker = Ticker(app, agent, s)
 
     channel = app.topic(

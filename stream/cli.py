@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "stream.commands.backtest",
     "stream.commands.simulate",
     "stream.commands.report",
+    "stream.commands.report_consumer",
     "stream.commands.demo",
     "stream.commands.schemas",
 )

@@ -1,24 +1,30 @@
-"""Every Prometheus metric of the worker, declared in one place.
+"""Every Prometheus metric of the worker and of the report consumer, declared in one place.
 
 Usage by the runtime (``stream/app.py``, ``stream/runtime/*``)::
 
     metrics = Metrics()                      # fresh CollectorRegistry; tests get isolation free
     metrics.event_in(topic, event_type)      # each input message decoded
     metrics.dead_letter("invalid_json")      # each message sent to nurture.dead-letter
-    metrics.observe_transition(record)       # each Transition.to_record() published
+    metrics.observe_transition(record, partition=p)  # each Transition.to_record() published
     metrics.observe_action(record)           # each Action.to_record() published
     metrics.observe_latency(seconds)         # message timestamp -> actions produced
     metrics.timer_fired(lag_seconds)         # wall clock at firing minus timer due time
     metrics.set_pending_timers(n)           # leads with a pending timer (due index size)
     metrics.set_consumer_lag(topic, partition, lag)
     metrics.set_recovery_progress(fraction)  # 0.0 .. 1.0 while the table recovers
-    metrics.set_occupancy(program, state, n) # or move_lead(...) on each transition
+    metrics.rebuild_occupancy(p, pairs)      # partition p assigned: (program, state) per lead
+    metrics.drop_occupancy(partitions)       # partitions revoked
     body = metrics.render()                  # GET /metrics, Content-Type: CONTENT_TYPE
 
-Pipeline series (``nurture_pipeline_*``) are fed by :class:`stream.report.PipelineReport`
-when it is built with ``PipelineReport(metrics=metrics)``: the report knows each lead's entries
-and so is the one place that can tell an entry's cohort, tier and holdout group when an
-opportunity arrives. The runtime only has to feed the report every transition and action record.
+``nurture_leads`` (occupancy) is kept per partition: rebuilt from the table when a partition is
+assigned, moved by every transition of the partition, dropped when it is revoked, so it is right
+after restarts and rebalances and covers exactly the partitions this worker holds.
+
+Pipeline series (``nurture_pipeline_*``) live in :class:`PipelineMetrics`, on the report
+consumer (``nurture report-consumer``), fed by :class:`stream.report.PipelineReport` built with
+``PipelineReport(metrics=PipelineMetrics())``: the report knows each lead's entries and so is
+the one place that can tell an entry's cohort, tier and holdout group when an opportunity
+arrives. The worker does not keep them (nothing in its memory grows with the leads).
 
 Names follow the Prometheus conventions: ``_total`` for counters, base units (seconds) in the
 name, ``_ratio`` for a 0..1 gauge. A ``None`` label value is rendered as the empty string.
@@ -27,7 +33,7 @@ name, ``_ratio`` for a 0..1 gauge. A ``None`` label value is rendered as the emp
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -76,13 +82,51 @@ def _s(value: object) -> str:
     return "" if value is None else str(value)
 
 
-class Metrics:
-    """All worker metrics on one registry. ``registry=None`` creates a fresh one."""
+class _Registry:
+    """One registry (``None``: a fresh one, so tests get isolation free), label children
+    bound once per label set (``labels()`` validates, joins and locks on every call), and the
+    exposition. Shared by the worker's and the report consumer's metrics."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         # no ``*_created`` series: they double the cardinality and no panel or alert uses them
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, bound once per label set."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def render(self) -> bytes:
+        """The text exposition format for GET /metrics (serve with ``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
+
+    def metric_names(self) -> list[str]:
+        """Family names declared on this registry (without ``_total`` / ``_bucket`` suffixes)."""
+        return sorted({m.name for m in self.registry.collect()})
+
+    def sample_names(self) -> list[str]:
+        """Every series name a scrape can return (``nurture_events_in_total``, ``..._bucket``)."""
+        names: set[str] = set()
+        for family in self.registry.collect():
+            if family.type == "counter":
+                names.add(family.name + "_total")
+            elif family.type == "histogram":
+                names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
+            else:
+                names.add(family.name)
+        return sorted(names)
+
+
+class Metrics(_Registry):
+    """All worker metrics on one registry. ``registry=None`` creates a fresh one."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
         r = self.registry
         p = PREFIX
         self.events_in = Counter(
@@ -158,7 +202,159 @@ class Metrics:
             ("reason",),
             registry=r,
         )
-        # --- pipeline contribution (fed by stream.report.PipelineReport) -------------------
+        # label children bound once per label set: ``labels()`` validates, joins and locks on
+        # every call, so the per-event paths look the bound child up in a plain dict instead
+        self._events_in_children: dict[tuple[str, str], Any] = {}
+        self._transition_children: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+        self._action_children: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        # occupancy: per partition, (program, state) -> leads; nurture_leads is their sum over
+        # the partitions this worker holds
+        self._occupancy: dict[int, dict[tuple[str, str], int]] = {}
+
+    # --- per message ----------------------------------------------------------------------
+    def event_in(self, topic: str, type: str) -> None:
+        key = (topic, type)
+        child = self._events_in_children.get(key)
+        if child is None:
+            child = self._events_in_children[key] = self.events_in.labels(topic, type)
+        child.inc()
+        self.last_event_timestamp.set(time.time())
+
+    def dead_letter(self, reason: str) -> None:
+        self._child(self.dead_letters, reason).inc()
+
+    def observe_latency(self, seconds: float) -> None:
+        self.processing_latency.observe(max(0.0, seconds))
+
+    # --- outputs of the core --------------------------------------------------------------
+    def transition(self, from_program: str | None, to_program: str, reason: str) -> None:
+        self._child(self.transitions, _s(from_program), to_program, reason).inc()
+
+    def action(self, type: str, channel: str, program: str) -> None:
+        self._child(self.actions, type, channel, program).inc()
+
+    def skipped_send(self, reason: str | None) -> None:
+        self._child(self.skipped_sends, _s(reason)).inc()
+
+    def observe_transition(
+        self, record: Mapping[str, Any], *, occupancy: bool = True, partition: int = 0
+    ) -> None:
+        """Count a ``Transition.to_record()`` dict; with ``occupancy`` also move the lead
+        between ``nurture_leads`` series (from_program/from_state -1, to_program/to_state +1)
+        in ``partition``'s counts. One dict lookup per record once its label set was seen."""
+        get = record.get
+        key = (
+            get("from_program"),
+            get("from_state"),
+            record["to_program"],
+            get("to_state"),
+            record["reason"],
+        )
+        bound = self._transition_children.get(key)
+        if bound is None:
+            from_program, from_state, to_program, to_state, reason = key
+            bound = self._transition_children[key] = (
+                self._child(self.transitions, _s(from_program), to_program, reason),
+                (from_program, _s(from_state)) if from_program is not None else None,
+                (to_program, _s(to_state)),
+            )
+        counter, source, target = bound
+        counter.inc()
+        if occupancy:
+            self._move(partition, source, target)
+
+    def observe_action(self, record: Mapping[str, Any]) -> None:
+        """Count an ``Action.to_record()`` dict; a ``skipped`` action also counts a skipped send."""
+        key = (record["type"], record["channel"], record["program"], record.get("skip_reason"))
+        bound = self._action_children.get(key)
+        if bound is None:
+            type, channel, program, reason = key
+            skipped = self._child(self.skipped_sends, _s(reason)) if type == "skipped" else None
+            bound = self._action_children[key] = (
+                self._child(self.actions, type, channel, program),
+                skipped,
+            )
+        counter, skipped_child = bound
+        counter.inc()
+        if skipped_child is not None:
+            skipped_child.inc()
+
+    # --- timers, lag, recovery, occupancy ---------------------------------------------------
+    def timer_fired(self, lag_seconds: float) -> None:
+        self.timer_firing_lag.observe(max(0.0, lag_seconds))
+
+    def set_pending_timers(self, n: int) -> None:
+        self.timers_pending.set(n)
+
+    def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
+        self._child(self.consumer_lag, topic, str(partition)).set(max(0, lag))
+
+    def set_recovery_progress(self, fraction: float, table: str = "leads") -> None:
+        self._child(self.recovery_progress, table).set(min(1.0, max(0.0, fraction)))
+
+    def set_occupancy(self, program: str, state: str | None, n: int) -> None:
+        self._child(self.leads, program, _s(state)).set(n)
+
+    def _move(
+        self, partition: int, source: tuple[str, str] | None, target: tuple[str, str]
+    ) -> None:
+        counts = self._occupancy.setdefault(partition, {})
+        if source is not None:
+            counts[source] = counts.get(source, 0) - 1
+            self._child(self.leads, *source).dec()
+        counts[target] = counts.get(target, 0) + 1
+        self._child(self.leads, *target).inc()
+
+    def move_lead(
+        self,
+        from_program: str | None,
+        from_state: str | None,
+        to_program: str,
+        to_state: str | None,
+        partition: int = 0,
+    ) -> None:
+        source = (from_program, _s(from_state)) if from_program is not None else None
+        self._move(partition, source, (to_program, _s(to_state)))
+
+    def rebuild_occupancy(
+        self, partition: int, programs: Iterable[tuple[str | None, str | None]]
+    ) -> int:
+        """Replace ``partition``'s share of ``nurture_leads`` with a count of ``programs``
+        (each lead's ``(program, program_state)`` as stored in the table; ``None`` programs are
+        not counted). Call it when a partition is assigned, after its table has recovered, so
+        the gauge is right after restarts and rebalances. Returns the leads counted."""
+        self.drop_occupancy((partition,))
+        counts: dict[tuple[str, str], int] = {}
+        n = 0
+        for program, state in programs:
+            if program is None:
+                continue
+            key = (program, _s(state))
+            counts[key] = counts.get(key, 0) + 1
+            n += 1
+        self._occupancy[partition] = counts
+        for key, value in counts.items():
+            self._child(self.leads, *key).inc(value)
+        return n
+
+    def drop_occupancy(self, partitions: Iterable[int]) -> None:
+        """Remove revoked partitions' leads from ``nurture_leads``."""
+        for p in partitions:
+            for key, value in self._occupancy.pop(p, {}).items():
+                if value:
+                    self._child(self.leads, *key).dec(value)
+
+
+class PipelineMetrics(_Registry):
+    """The ``nurture_pipeline_*`` series, fed by :class:`stream.report.PipelineReport` in the
+    report consumer (``nurture report-consumer``): the report knows each lead's entries and so
+    is the one place that can tell an entry's cohort, tier and holdout group when an
+    opportunity arrives. ``registry=None`` creates a fresh one."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        p = PREFIX
         self.pipeline_entries = Counter(
             p + "pipeline_entries_total",
             "Leads entering a structured program, by program, ISO-week cohort, ICP tier and "
@@ -191,127 +387,20 @@ class Metrics:
             TEMPLATE_LABELS,
             registry=r,
         )
-        # cached label children for the per-event hot path
-        self._events_in_children: dict[tuple[str, str], Any] = {}
-        self._children: dict[tuple[Any, ...], Any] = {}
 
-    def _child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, cached: labels() validates and locks on every call."""
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
-
-    # --- per message ----------------------------------------------------------------------
-    def event_in(self, topic: str, type: str) -> None:
-        key = (topic, type)
-        child = self._events_in_children.get(key)
-        if child is None:
-            child = self._events_in_children[key] = self.events_in.labels(topic, type)
-        child.inc()
-        self.last_event_timestamp.set(time.time())
-
-    def dead_letter(self, reason: str) -> None:
-        self.dead_letters.labels(reason).inc()
-
-    def observe_latency(self, seconds: float) -> None:
-        self.processing_latency.observe(max(0.0, seconds))
-
-    # --- outputs of the core --------------------------------------------------------------
-    def transition(self, from_program: str | None, to_program: str, reason: str) -> None:
-        self._child(self.transitions, _s(from_program), to_program, reason).inc()
-
-    def action(self, type: str, channel: str, program: str) -> None:
-        self._child(self.actions, type, channel, program).inc()
-
-    def skipped_send(self, reason: str | None) -> None:
-        self.skipped_sends.labels(_s(reason)).inc()
-
-    def observe_transition(self, record: Mapping[str, Any], *, occupancy: bool = True) -> None:
-        """Count a ``Transition.to_record()`` dict; with ``occupancy`` also move the lead
-        between ``nurture_leads`` series (from_program/from_state -1, to_program/to_state +1).
-
-        Occupancy by inc/dec is exact for one worker that sees every transition since the
-        table was empty; after a restart the runtime should ``set_occupancy`` from the table.
-        """
-        self.transition(record.get("from_program"), record["to_program"], record["reason"])
-        if occupancy:
-            self.move_lead(
-                record.get("from_program"),
-                record.get("from_state"),
-                record["to_program"],
-                record.get("to_state"),
-            )
-
-    def observe_action(self, record: Mapping[str, Any]) -> None:
-        """Count an ``Action.to_record()`` dict; a ``skipped`` action also counts a skipped send."""
-        self.action(record["type"], record["channel"], record["program"])
-        if record["type"] == "skipped":
-            self.skipped_send(record.get("skip_reason"))
-
-    # --- timers, lag, recovery, occupancy ---------------------------------------------------
-    def timer_fired(self, lag_seconds: float) -> None:
-        self.timer_firing_lag.observe(max(0.0, lag_seconds))
-
-    def set_pending_timers(self, n: int) -> None:
-        self.timers_pending.set(n)
-
-    def set_consumer_lag(self, topic: str, partition: int, lag: int) -> None:
-        self.consumer_lag.labels(topic, str(partition)).set(max(0, lag))
-
-    def set_recovery_progress(self, fraction: float, table: str = "leads") -> None:
-        self.recovery_progress.labels(table).set(min(1.0, max(0.0, fraction)))
-
-    def set_occupancy(self, program: str, state: str | None, n: int) -> None:
-        self._child(self.leads, program, _s(state)).set(n)
-
-    def move_lead(
-        self,
-        from_program: str | None,
-        from_state: str | None,
-        to_program: str,
-        to_state: str | None,
-    ) -> None:
-        if from_program is not None:
-            self._child(self.leads, from_program, _s(from_state)).dec()
-        self._child(self.leads, to_program, _s(to_state)).inc()
-
-    # --- pipeline (called by PipelineReport) ------------------------------------------------
     def pipeline_entry(self, program: str, cohort: str, icp_tier: str, group: str) -> None:
-        self.pipeline_entries.labels(program, cohort, icp_tier, group).inc()
+        self._child(self.pipeline_entries, program, cohort, icp_tier, group).inc()
 
     def pipeline_opportunity(
         self, program: str, cohort: str, icp_tier: str, group: str, seconds: float
     ) -> None:
-        self.pipeline_opportunities.labels(program, cohort, icp_tier, group).inc()
-        self.pipeline_time_to_opportunity.labels(program, cohort, icp_tier, group).observe(
+        self._child(self.pipeline_opportunities, program, cohort, icp_tier, group).inc()
+        self._child(self.pipeline_time_to_opportunity, program, cohort, icp_tier, group).observe(
             max(0.0, seconds)
         )
 
     def pipeline_template_sent(self, program: str, template: str) -> None:
-        self.pipeline_template_sends.labels(program, template).inc()
+        self._child(self.pipeline_template_sends, program, template).inc()
 
     def pipeline_template_opportunity(self, program: str, template: str) -> None:
-        self.pipeline_template_opportunities.labels(program, template).inc()
-
-    # --- exposition -------------------------------------------------------------------------
-    def render(self) -> bytes:
-        """The text exposition format for GET /metrics (serve with ``CONTENT_TYPE``)."""
-        return generate_latest(self.registry)
-
-    def metric_names(self) -> list[str]:
-        """Family names declared on this registry (without ``_total`` / ``_bucket`` suffixes)."""
-        return sorted({m.name for m in self.registry.collect()})
-
-    def sample_names(self) -> list[str]:
-        """Every series name a scrape can return (``nurture_events_in_total``, ``..._bucket``)."""
-        names: set[str] = set()
-        for family in self.registry.collect():
-            if family.type == "counter":
-                names.add(family.name + "_total")
-            elif family.type == "histogram":
-                names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
-            else:
-                names.add(family.name)
-        return sorted(names)
+        self._child(self.pipeline_template_opportunities, program, template).inc()

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)
     web_token: str | None = Field(None, description="bearer token for /leads (optional)")
+    report_port: int = Field(6067, ge=0, le=65535, description="report consumer HTTP port")
+    report_data_dir: Path | None = Field(
+        None, description="report consumer RocksDB folder (default: <data_dir>/report)"
+    )
     timer_tick_seconds: float = Field(1.0, gt=0, le=60)
     log_level: str = "info"
 

@@ -58,6 +58,9 @@ def register(sub: Any) -> None:
     parser.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     parser.add_argument("--web-port", type=int, default=6066, help="worker HTTP port")
+    parser.add_argument(
+        "--report-port", type=int, default=6067, help="report consumer HTTP port (/report)"
+    )
     parser.add_argument("--config", type=Path, default=None, help="rules YAML to scale")
     parser.add_argument("--plain", action="store_true", help="line output instead of live view")
     parser.add_argument(
@@ -174,6 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     plain = bool(args.plain or not sys.stdout.isatty())
     exe = [sys.executable, "-m", "stream.cli"]
     worker: subprocess.Popen[bytes] | None = None
+    reporter: subprocess.Popen[bytes] | None = None
     sim: subprocess.Popen[bytes] | None = None
     log: Any = None
     code = 0
@@ -190,8 +194,10 @@ def _run(args: argparse.Namespace) -> int:
             "NURTURE_DATA_DIR": str(Path(tmp, "state")),
             "NURTURE_APP_ID": f"nurture-demo-{uuid.uuid4().hex[:8]}",
             "NURTURE_WEB_PORT": str(args.web_port),
+            "NURTURE_REPORT_PORT": str(args.report_port),
         }
         base = f"http://127.0.0.1:{args.web_port}"
+        report_url = f"http://127.0.0.1:{args.report_port}/report"
         try:
             log = open(out / "demo-worker.log", "wb")  # noqa: SIM115
             worker = subprocess.Popen(
@@ -213,7 +219,15 @@ def _run(args: argparse.Namespace) -> int:
                     )
                     return 1
                 print("worker did not answer on /metrics yet; continuing", file=sys.stderr)
-            print(f"metrics: {base}/metrics\nreport:  {base}/report", flush=True)
+            # the pipeline report reads the output topics in its own process
+            reporter = subprocess.Popen(
+                [*exe, "report-consumer"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            print(f"metrics: {base}/metrics\nreport:  {report_url}", flush=True)
             sim = subprocess.Popen(
                 [
                     *exe,
@@ -241,9 +255,10 @@ def _run(args: argparse.Namespace) -> int:
                 f"(1 simulated day = {86400 / scale:.1f} s); Ctrl-C to stop",
                 flush=True,
             )
-            code = asyncio.run(_live(bootstrap, settings, args, plain, external, base))
+            code = asyncio.run(_live(bootstrap, settings, args, plain, external, base, report_url))
         finally:
             _stop(sim, signal.SIGINT, 15)
+            _stop(reporter, signal.SIGTERM, 20)
             _stop(worker, signal.SIGTERM, 40)
             if log is not None:
                 log.close()
@@ -262,6 +277,7 @@ async def _live(
     plain: bool,
     external: bool,
     base: str,
+    report_url: str,
 ) -> int:
     from stream.live_view import watch
 
@@ -278,7 +294,7 @@ async def _live(
         settings.topic_transitions,
         settings.topic_actions,
         stop=stop,
-        header=f"nurture-stream demo  |  {base}/metrics  |  {base}/report",
+        header=f"nurture-stream demo  |  {base}/metrics  |  {report_url}",
         plain=plain,
         from_end=external,
     )

@@ -1,6 +1,7 @@
 """``nurture report``: the pipeline contribution report, from a running worker or from files.
 
-    nurture report --url http://127.0.0.1:6066          # GET <url>/report of a running worker
+    nurture report --url http://127.0.0.1:6067     # GET <url>/report of `nurture report-consumer`
+    nurture report --from-kafka                    # read the output topics once (NURTURE_* env)
     nurture report --transitions t.jsonl --actions a.jsonl   # records written by replay
 
 Prints the JSON report on stdout (keys in a stable order). On a TTY, a compact table per
@@ -24,7 +25,14 @@ def register(sub: Any) -> None:
         help="pipeline contribution per program, cohort and ICP tier (nurtured vs holdout)",
     )
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--url", help="base URL of a running worker, e.g. http://127.0.0.1:6066")
+    src.add_argument(
+        "--url", help="base URL of a running report consumer, e.g. http://127.0.0.1:6067"
+    )
+    src.add_argument(
+        "--from-kafka",
+        action="store_true",
+        help="read nurture.transitions and nurture.actions up to their end (NURTURE_* env)",
+    )
     src.add_argument("--transitions", help="transition records file (JSON Lines or JSON array)")
     parser.add_argument("--actions", help="action records file (JSON Lines or JSON array)")
     parser.add_argument("--window-days", type=int, default=90, help="template window (days)")
@@ -33,7 +41,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--token",
         default=os.environ.get("NURTURE_WEB_TOKEN"),
-        help="bearer token of the worker's web endpoints (default: $NURTURE_WEB_TOKEN)",
+        help="bearer token of the report consumer (default: $NURTURE_WEB_TOKEN)",
     )
     parser.set_defaults(func=run)
 
@@ -61,6 +69,24 @@ def from_files(transitions: str, actions: str | None, window_days: int = 90) -> 
         read_records(actions) if actions else [],
         window_days=window_days,
     ).to_dict()
+
+
+def from_kafka(window_days: int = 90) -> dict[str, Any]:
+    """Read the output topics of the configured broker once, into a temporary RocksDB."""
+    import asyncio
+    import tempfile
+
+    from stream.report.consumer import read_once
+    from stream.report.store import RocksStore
+    from stream.settings import load_settings
+
+    settings = load_settings()
+    with tempfile.TemporaryDirectory(prefix="nurture-report-") as tmp:
+        store = RocksStore(tmp)
+        try:
+            return asyncio.run(read_once(settings, store, window_days))
+        finally:
+            store.close()
 
 
 def _pct(value: float | None) -> str:
@@ -115,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.url:
             report = fetch(args.url, args.timeout, args.token)
+        elif args.from_kafka:
+            report = from_kafka(args.window_days)
         else:
             report = from_files(args.transitions, args.actions, args.window_days)
     except (OSError, urllib.error.URLError, ValueError) as exc:

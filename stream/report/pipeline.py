@@ -37,23 +37,23 @@ that program and were never sent the template (window starts at their first entr
 A lead converts when it has an opportunity inside ``[start, start + window_days]``
 (90 days by default). Windows still open at the end of the data are counted as they stand.
 
-Live series: built with ``metrics=Metrics(...)`` the report also increments the
-``nurture_pipeline_*`` counters and histogram as entries, conversions and sends arrive (records
-of one lead must then arrive in event-time order, which holds per Kafka partition).
-:meth:`to_dict` itself recomputes from the stored facts and does not depend on arrival order.
+*Repeated records*: the worker delivers at least once, so a record may arrive twice. An entry
+with the same program and ``at`` as one the lead already has, and an opportunity at the same
+``at``, are counted once; a template counts its first send anyway.
 
-Wiring into the worker (GET /report and the ``nurture_pipeline_*`` series)::
+Live series: built with ``metrics=PipelineMetrics(...)`` the report also increments the
+``nurture_pipeline_*`` counters and histogram as entries, conversions and sends arrive (an
+entry's transitions arrive in order per Kafka partition; a send credited by an opportunity is
+checked both when the send and when the opportunity arrives, so the action and transition
+topics may be read at different speeds). :meth:`to_dict` recomputes from the stored facts and
+does not depend on arrival order. :meth:`restore_metrics` re-creates the series from stored
+facts (a restarted report consumer).
 
-    report = PipelineReport(metrics=metrics)         # one per worker process
-    report.add_transition(transition.to_record())    # for every transition published
-    report.add_action(action.to_record())            # for every action published
-    # GET /report  ->  report.to_json() (application/json)
-
-A worker sees only the leads of its partitions, so its report covers those leads, and only
-since the process started (it is not in the changelog); the replay report over the retained
-event log is the complete one. Memory is
-about 0.4-0.5 kB per lead that entered a program or was sent an email; ``to_dict`` takes about
-1 s per 100k such leads on this machine class.
+Where the facts live (``store``): a plain dict by default (replay, backtest, files); the report
+consumer (:mod:`stream.report.consumer`) keeps them in RocksDB (:mod:`stream.report.store`), so
+its memory does not grow with the leads. A dict costs about 0.4-0.5 kB per lead that entered a
+program or was sent an email; ``to_dict`` takes about 1 s per 100k such leads on this machine
+class (longer from RocksDB: each lead is decoded).
 """
 
 from __future__ import annotations
@@ -64,12 +64,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stream.core.model import DAY_MS, rfc3339_to_ms
 
 if TYPE_CHECKING:
-    from stream.metrics import Metrics
+    from stream.metrics import PipelineMetrics
 
 STRUCTURED_PROGRAMS: frozenset[str] = frozenset(
     {"mql_nurture", "trial_nurture", "re_engagement", "expansion_nurture"}
@@ -154,6 +154,23 @@ class _Lead:
         return True
 
 
+class LeadStore(Protocol):
+    """Where a report keeps its per-lead facts. ``put`` after every change of a lead."""
+
+    def get(self, lead_id: str) -> _Lead | None: ...
+
+    def put(self, lead_id: str, lead: _Lead) -> None: ...
+
+    def values(self) -> Iterable[_Lead]: ...
+
+
+class DictStore(dict[str, "_Lead"]):
+    """The in-memory store (a dict; ``put`` is a no-op after the first insert)."""
+
+    def put(self, lead_id: str, lead: _Lead) -> None:
+        self[lead_id] = lead
+
+
 @dataclass(slots=True)
 class _Cell:
     entries: int = 0
@@ -176,11 +193,15 @@ class PipelineReport:
     """Accumulates transition and action records; :meth:`to_dict` renders the report."""
 
     def __init__(
-        self, *, window_days: int = DEFAULT_WINDOW_DAYS, metrics: Metrics | None = None
+        self,
+        *,
+        window_days: int = DEFAULT_WINDOW_DAYS,
+        metrics: PipelineMetrics | None = None,
+        store: LeadStore | None = None,
     ) -> None:
         self.window_days = window_days
         self.metrics = metrics
-        self._leads: dict[str, _Lead] = {}
+        self._leads: LeadStore = store if store is not None else DictStore()
         self.transitions_seen = 0
         self.actions_seen = 0
 
@@ -188,7 +209,7 @@ class PipelineReport:
     def _lead(self, lead_id: str) -> _Lead:
         lead = self._leads.get(lead_id)
         if lead is None:
-            lead = self._leads[lead_id] = _Lead()
+            lead = _Lead()
         return lead
 
     def add_transition(self, record: Mapping[str, Any]) -> None:
@@ -197,24 +218,32 @@ class PipelineReport:
         if to_program in STRUCTURED_PROGRAMS and record.get("from_program") != to_program:
             signals = record.get("signals") or {}
             at = _at(record)
-            entry = _Entry(
-                program=sys.intern(to_program),
-                at=at,
-                cohort=iso_week(at),
-                tier=sys.intern(str(signals.get("icp_tier") or "unknown")),
-                group="holdout" if signals.get("holdout") is True else "nurtured",
-            )
-            self._lead(record["lead_id"]).entries.append(entry)
-            if self.metrics is not None:
-                self.metrics.pipeline_entry(entry.program, entry.cohort, entry.tier, entry.group)
+            lead_id = record["lead_id"]
+            lead = self._lead(lead_id)
+            if not any(e.at == at and e.program == to_program for e in lead.entries):
+                entry = _Entry(
+                    program=sys.intern(to_program),
+                    at=at,
+                    cohort=iso_week(at),
+                    tier=sys.intern(str(signals.get("icp_tier") or "unknown")),
+                    group="holdout" if signals.get("holdout") is True else "nurtured",
+                )
+                lead.entries.append(entry)
+                self._leads.put(lead_id, lead)
+                if self.metrics is not None:
+                    m = self.metrics
+                    m.pipeline_entry(entry.program, entry.cohort, entry.tier, entry.group)
         if record.get("reason") == OPPORTUNITY_REASON:
             at = _at(record)
-            lead = self._lead(record["lead_id"])
+            lead_id = record["lead_id"]
+            lead = self._lead(lead_id)
             if lead.opportunities is None:
                 lead.opportunities = []
-            lead.opportunities.append(at)
-            if self.metrics is not None:
-                self._live_opportunity(lead, at)
+            if at not in lead.opportunities:
+                lead.opportunities.append(at)
+                if self.metrics is not None:
+                    self._live_opportunity(lead, at)
+                self._leads.put(lead_id, lead)
 
     def add_action(self, record: Mapping[str, Any]) -> None:
         self.actions_seen += 1
@@ -222,9 +251,18 @@ class PipelineReport:
         if record.get("type") != "send" or record.get("channel") != "email" or not template:
             return
         program, name = sys.intern(str(record["program"])), sys.intern(str(template))
-        lead = self._lead(record["lead_id"])
-        if lead.record_send(program, name, _at(record)) and self.metrics is not None:
+        lead_id = record["lead_id"]
+        lead = self._lead(lead_id)
+        at = _at(record)
+        first = lead.sent(program, name)
+        if lead.record_send(program, name, at) and self.metrics is not None:
             self.metrics.pipeline_template_sent(program, name)
+        if first is None or at < first:
+            if self.metrics is not None and lead.opportunities:
+                # the opportunity was read before this send (the topics are read separately)
+                for opp in sorted(lead.opportunities):
+                    self._credit_send(lead, program, name, at, opp)
+            self._leads.put(lead_id, lead)
 
     def add_transitions(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
@@ -241,16 +279,44 @@ class PipelineReport:
                 e.converted = True
                 seconds = (at - e.at) / 1000
                 self.metrics.pipeline_opportunity(e.program, e.cohort, e.tier, e.group, seconds)
-        window = self.window_days * DAY_MS
         for program, template, sent in lead.sends or ():
-            key = (program, template)
-            if sent <= at <= sent + window:
-                if lead.credited_sends is None:
-                    lead.credited_sends = set()
-                elif key in lead.credited_sends:
-                    continue
-                lead.credited_sends.add(key)
-                self.metrics.pipeline_template_opportunity(*key)
+            self._credit_send(lead, program, template, sent, at)
+
+    def _credit_send(self, lead: _Lead, program: str, template: str, sent: int, opp: int) -> None:
+        """Count a template opportunity once per lead and template, when ``opp`` falls in the
+        window of the template's first send."""
+        assert self.metrics is not None
+        key = (program, template)
+        if sent <= opp <= sent + self.window_days * DAY_MS:
+            if lead.credited_sends is None:
+                lead.credited_sends = set()
+            elif key in lead.credited_sends:
+                return
+            lead.credited_sends.add(key)
+            self.metrics.pipeline_template_opportunity(*key)
+
+    def restore_metrics(self) -> int:
+        """Re-create the live ``nurture_pipeline_*`` series from the stored facts (a restarted
+        report consumer): the same increments the live path made. Returns the leads read."""
+        m = self.metrics
+        assert m is not None
+        n = 0
+        for lead in self._leads.values():
+            n += 1
+            for e in lead.entries:
+                m.pipeline_entry(e.program, e.cohort, e.tier, e.group)
+            opps = lead.opps()
+            for e in lead.entries:
+                if e.converted:
+                    first = next((o for o in opps if o >= e.at), e.at)
+                    m.pipeline_opportunity(
+                        e.program, e.cohort, e.tier, e.group, (first - e.at) / 1000
+                    )
+            for program, template, _sent in lead.sends or ():
+                m.pipeline_template_sent(program, template)
+            for program, template in sorted(lead.credited_sends or ()):
+                m.pipeline_template_opportunity(program, template)
+        return n
 
     # --- rendering --------------------------------------------------------------------------
     def _cells(self) -> dict[tuple[str, str, str, str], _Cell]:

@@ -62,13 +62,11 @@ class LeadAgent:
         settings: Settings,
         processor: LeadProcessor,
         metrics: Metrics | None,
-        report: Any = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.processor = processor
         self.metrics = metrics
-        self.report = report  # stream.report.PipelineReport fed with every new output record
         self.tick_topic = tick_topic_name(settings)
         self.input_topics = set(settings.input_topics)
         self.tick_outstanding: dict[int, float] = {}  # partition -> monotonic time sent
@@ -173,15 +171,10 @@ class LeadAgent:
     def _observe(self, out: Outcome) -> None:
         m = self.metrics
         assert m is not None
-        report = self.report
         for record in out.transition_records:
             m.observe_transition(record)
-            if report is not None:
-                report.add_transition(record)
         for record in out.action_records:
             m.observe_action(record)
-            if report is not None:
-                report.add_action(record)
         for lag in out.fired_lags_ms:
             m.timer_fired(lag / 1000.0)
 

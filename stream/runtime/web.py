@@ -5,8 +5,8 @@
   progress; 503 with the reason otherwise.
 * ``GET /leads/{lead_id}``  the lead's state, pending timers and last transitions with reasons
   (only leads of partitions this worker holds; 404 otherwise). Bearer token if configured.
-* ``GET /report``  the pipeline contribution report (:mod:`stream.report`) over the outputs
-  this worker process published since it started. Bearer token if configured.
+* (the pipeline report is served by ``nurture report-consumer``, :mod:`stream.report.consumer`,
+  from the output topics: the worker keeps nothing of it.)
 * ``GET /metrics`` Prometheus exposition (when a Metrics object is wired in).
 """
 
@@ -95,14 +95,6 @@ def register_views(
         if doc is None:
             return self.json({"error": "unknown lead (or not on this worker)"}, status=404)
         return self.bytes(orjson.dumps(doc), content_type="application/json")
-
-    @app.page("/report")
-    async def report(self: View, request: Request) -> Response:
-        if not authorized(request):
-            return self.json({"error": "unauthorized"}, status=401)
-        if agent.report is None:
-            return self.json({"error": "no pipeline report on this worker"}, status=404)
-        return self.bytes(orjson.dumps(agent.report.to_dict()), content_type="application/json")
 
     if metrics is not None:
         from stream.metrics import CONTENT_TYPE

@@ -13,7 +13,7 @@ from tests.support.worker import free_port
 
 
 def test_demo_runs_prints_transitions_and_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
+    port, report_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "NURTURE_KAFKA_BOOTSTRAP_SERVERS"}
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -28,6 +28,8 @@ def test_demo_runs_prints_transitions_and_stops_cleanly(tmp_path: Path) -> None:
             str(out),
             "--web-port",
             str(port),
+            "--report-port",
+            str(report_port),
             "--leads",
             "800",
         ],
@@ -42,7 +44,7 @@ def test_demo_runs_prints_transitions_and_stops_cleanly(tmp_path: Path) -> None:
     assert len(transitions) >= 10, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert any("-> trial_nurture/" in x for x in transitions)
     assert f"metrics: http://127.0.0.1:{port}/metrics" in proc.stdout
-    assert f"report:  http://127.0.0.1:{port}/report" in proc.stdout
+    assert f"report:  http://127.0.0.1:{report_port}/report" in proc.stdout
     # the summary line counts what the view consumed
     summary = next(x for x in lines if x.endswith(" leads") and "transitions," in x)
     assert int(summary.split()[0]) == len(transitions)
@@ -50,9 +52,10 @@ def test_demo_runs_prints_transitions_and_stops_cleanly(tmp_path: Path) -> None:
     report = next(x for x in lines if x.startswith("report.html: ")).split(": ", 1)[1]
     assert Path(report).exists() and Path(report).stat().st_size > 5000
     assert (out / "demo-events.jsonl").stat().st_size > 0
-    # the worker it started is gone: nothing answers on its port any more
-    with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0
+    # the worker and the report consumer it started are gone: nothing answers on their ports
+    for gone in (port, report_port):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", gone)) != 0
     # and no process it started is left (the simulator's command line names the out folder)
     left = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):

@@ -66,11 +66,17 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 class PrometheusServer:
     """A real ``prometheus`` process with a temp config and TSDB, scraping ``targets``."""
 
-    def __init__(self, workdir: Path, targets: list[str], scrape_interval: str = "1s") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        scrape_interval: str = "1s",
+        report_targets: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {
+        config: dict[str, Any] = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": "1s"},
             "rule_files": [str(DEPLOY_PROM / "alerts.yml")],
             "scrape_configs": [
@@ -83,6 +89,16 @@ class PrometheusServer:
                 }
             ],
         }
+        if report_targets:
+            config["scrape_configs"].append(
+                {
+                    "job_name": "nurture-report",
+                    "metrics_path": "/metrics",
+                    "scrape_interval": scrape_interval,
+                    "scrape_timeout": scrape_interval,
+                    "static_configs": [{"targets": report_targets}],
+                }
+            )
         self.config_path = workdir / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -157,15 +173,15 @@ class PrometheusServer:
 
 
 @pytest.fixture
-def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[list[str]], PrometheusServer]]:
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[..., PrometheusServer]]:
     if shutil.which("prometheus") is None or shutil.which("promtool") is None:
         pytest.fail("prometheus/promtool missing: run deploy/install-system-deps.sh")
     servers: list[PrometheusServer] = []
 
-    def make(targets: list[str]) -> PrometheusServer:
+    def make(targets: list[str], report_targets: list[str] | None = None) -> PrometheusServer:
         workdir = tmp_path / f"prom-{len(servers)}"
         workdir.mkdir()
-        server = PrometheusServer(workdir, targets)
+        server = PrometheusServer(workdir, targets, report_targets=report_targets)
         servers.append(server)
         server.start()
         return server
@@ -276,18 +292,26 @@ def test_holdout_precondition_of_the_fixture() -> None:
 
 
 def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
-    kafka_settings: Any, prometheus_factory: Callable[[list[str]], PrometheusServer]
+    kafka_settings: Any, prometheus_factory: Callable[..., PrometheusServer]
 ) -> None:
-    from tests.support.worker import WorkerProcess, produce_events, produce_raw
+    from tests.support.worker import (
+        ReportConsumerProcess,
+        WorkerProcess,
+        produce_events,
+        produce_raw,
+    )
 
     settings = kafka_settings
     crm, product = settings.topic_crm_events, settings.topic_product_events
     events, bad = known_events()
 
-    with WorkerProcess.from_settings(settings) as worker:
+    reporter = ReportConsumerProcess.for_settings(settings)
+    with WorkerProcess.from_settings(settings) as worker, reporter:
         worker.wait_ready()
+        reporter.wait_ready()
         host_port = urllib.parse.urlparse(worker.url).netloc
-        prom = prometheus_factory([host_port])
+        report_host_port = urllib.parse.urlparse(reporter.url).netloc
+        prom = prometheus_factory([host_port], report_targets=[report_host_port])
         wait_for(prom.targets_up, 60, "the worker target to be up in Prometheus")
 
         # input topics are not ordered against each other: let every lead.created (crm) be
@@ -324,6 +348,7 @@ def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
             'sum(nurture_pipeline_entries_total{program="mql_nurture",group="holdout"})': 1.0,
             'sum(nurture_pipeline_template_sends_total{program="mql_nurture"})': 3.0,
             'count(up{job="nurture-worker"} == 1)': 1.0,
+            'count(up{job="nurture-report"} == 1)': 1.0,
         }
 
         def results() -> dict[str, float | None]:
@@ -353,18 +378,25 @@ def test_prometheus_scrapes_worker_and_promql_returns_known_counts(
         assert 10.0 in values and values[-1] == 26.0, values
 
         body = _get(f"{worker.url}/metrics")
-        # promtool lints the worker's real exposition
-        lint = subprocess.run(
-            ["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60
-        )
-        assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
+        report_body = _get(f"{reporter.url}/metrics")
+        # promtool lints the real expositions of the worker and the report consumer
+        for exposition in (body, report_body):
+            lint = subprocess.run(
+                ["promtool", "check", "metrics"], input=exposition, capture_output=True, timeout=60
+            )
+            assert lint.returncode == 0, lint.stdout.decode() + lint.stderr.decode()
 
-        # every series the dashboard and the alerts query exists on the worker's /metrics
-        exposed = series_names(body.decode()) | PROMETHEUS_SYNTHETIC
+        # every series the dashboard and the alerts query exists on the worker's /metrics or,
+        # for the nurture_pipeline_* series, on the report consumer's
+        worker_series = series_names(body.decode())
+        report_series = series_names(report_body.decode())
+        assert report_series and all(n.startswith("nurture_pipeline_") for n in report_series)
+        assert not any(n.startswith("nurture_pipeline_") for n in worker_series)
+        exposed = worker_series | report_series | PROMETHEUS_SYNTHETIC
         used = dashboard_and_alert_series()
         assert len(used) >= 18
         missing = sorted(used - exposed)
-        assert not missing, f"dashboard/alert series missing from the worker's /metrics: {missing}"
+        assert not missing, f"dashboard/alert series missing from /metrics: {missing}"
 
         # every dashboard panel query evaluates in the real Prometheus; the throughput,
         # transitions, actions and occupancy panels have data after the known events
@@ -439,10 +471,32 @@ def _metric_total(body: str, sample: str, **labels: str) -> float:
     return total
 
 
-def test_worker_serves_pipeline_report_and_series(
-    kafka_settings: Any, capsys: pytest.CaptureFixture[str]
+def _report_cell(consumer: Any, cohort: str) -> Any:
+    status, report = consumer.get("/report")
+    if status != 200:
+        return None
+    try:
+        return report["programs"]["mql_nurture"][cohort]["high"]
+    except KeyError:
+        return None
+
+
+def _pipeline_samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name.startswith("nurture_pipeline_")
+    }
+
+
+def test_report_consumer_serves_report_and_series(
+    kafka_settings: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """GET /report of a running worker and its nurture_pipeline_* series, against hand figures.
+    """``nurture report-consumer`` builds the report from the worker's output topics: GET
+    /report and its nurture_pipeline_* series against hand figures; the worker keeps neither;
+    a restarted consumer resumes from its stored offsets with the same report and series;
+    ``nurture report --from-kafka`` gives the same report.
 
     Q-1..Q-3 (nurtured) and Q-26 (holdout) enter mql_nurture at t0 + 1 s (t0 = 3 days ago);
     Q-1 gets an opportunity 2 days after entry, Q-26 one day after entry. Hand figures for the
@@ -454,11 +508,18 @@ def test_worker_serves_pipeline_report_and_series(
     """
     from stream.core.model import DAY_MS
     from stream.report.pipeline import build_report, iso_week
-    from tests.support.worker import WorkerProcess, consume_all, produce_events
+    from tests.support.worker import (
+        ReportConsumerProcess,
+        WorkerProcess,
+        consume_all,
+        produce_events,
+        settings_env,
+    )
 
     settings = kafka_settings
     t0 = (int(time.time()) - 3 * 86_400) * 1000
     entry = t0 + 1000
+    cohort = iso_week(entry)
 
     created = [ev(lead, "lead.created", t0, **_firmographics(200)) for lead in MQL_LEADS]
     views = [ev(lead, "page.viewed", entry, page="pricing") for lead in MQL_LEADS]
@@ -466,49 +527,47 @@ def test_worker_serves_pipeline_report_and_series(
         ev("Q-1", "opportunity.created", entry + 2 * DAY_MS),
         ev(HOLDOUT_LEAD, "opportunity.created", entry + DAY_MS),
     ]
-
-    with WorkerProcess.from_settings(settings) as worker:
-        worker.wait_ready()
-
-        def processed() -> float:
-            body = _get(f"{worker.url}/metrics").decode()
-            return _metric_total(body, "nurture_events_in_total")
-
-        # one phase per topic, so that cross-topic order is the intended one
-        for phase, total in ((created, 4), (views, 8), (opps, 10)):
-            produce_events(settings, phase)
-            wait_for(partial(_equals, processed, total), 120, f"{total} events processed")
-
-        cohort = iso_week(entry)
-        status, report = worker.get("/report")
-        assert status == 200, report
-        cell = report["programs"]["mql_nurture"][cohort]["high"]
-        assert cell["nurtured"] == {
+    expected_cell = {
+        "nurtured": {
             "entries": 3,
             "opportunities": 1,
             "contribution_rate": 0.333333,
             "time_to_opportunity_days": {"median": 2.0, "p90": 2.0},
-        }
-        assert cell["holdout"] == {
+        },
+        "holdout": {
             "entries": 1,
             "opportunities": 1,
             "contribution_rate": 1.0,
             "time_to_opportunity_days": {"median": 1.0, "p90": 1.0},
-        }
-        assert cell["lift"] == {
-            "rate_points": -0.666667,
-            "relative": -0.666667,
-            "median_days_saved": -1.0,
-        }
+        },
+        "lift": {"rate_points": -0.666667, "relative": -0.666667, "median_days_saved": -1.0},
+    }
+
+    consumer = ReportConsumerProcess.for_settings(settings)
+    with WorkerProcess.from_settings(settings) as worker, consumer:
+        worker.wait_ready()
+        consumer.wait_ready()
+        # one phase per topic, so that cross-topic order is the intended one
+        for phase, total in ((created, 4), (views, 8), (opps, 10)):
+            produce_events(settings, phase)
+            worker.wait_processed(total, timeout=120)
+
+        wait_for(
+            lambda: _report_cell(consumer, cohort) == expected_cell,
+            60,
+            "the report consumer to read the worker's outputs",
+        )
+        status, report = consumer.get("/report")
+        assert status == 200, report
 
         # `nurture report --url` prints the same report
         from stream.cli import main
 
         capsys.readouterr()
-        assert main(["report", "--url", worker.url, "--json"]) == 0
+        assert main(["report", "--url", consumer.url, "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == report
 
-        body = _get(f"{worker.url}/metrics").decode()
+        body = _get(f"{consumer.url}/metrics").decode()
         lab = {"program": "mql_nurture", "cohort": cohort, "icp_tier": "high"}
         entries = "nurture_pipeline_entries_total"
         opps_total = "nurture_pipeline_opportunities_total"
@@ -516,6 +575,11 @@ def test_worker_serves_pipeline_report_and_series(
         assert _metric_total(body, entries, **lab, group="holdout") == 1
         assert _metric_total(body, opps_total, **lab, group="nurtured") == 1
         assert _metric_total(body, opps_total, **lab, group="holdout") == 1
+        series = _pipeline_samples(body)
+
+        # the worker keeps no report and no pipeline series
+        assert worker.get("/report")[0] == 404
+        assert "nurture_pipeline_" not in _get(f"{worker.url}/metrics").decode()
 
         # the report equals one rebuilt from the worker's own output topics
         bootstrap = settings.kafka_bootstrap_servers
@@ -526,3 +590,24 @@ def test_worker_serves_pipeline_report_and_series(
         ).to_dict()
         assert rebuilt["programs"] == report["programs"]
         assert rebuilt["templates"] == report["templates"]
+
+        # a restarted consumer resumes from its stored offsets: same report, same series
+        consumer.stop()
+        with ReportConsumerProcess.for_settings(
+            settings, data_dir=consumer.extra_env["NURTURE_REPORT_DATA_DIR"]
+        ) as again:
+            again.wait_ready()
+            status, after = again.get("/report")
+            assert status == 200 and after == report
+            assert _pipeline_samples(_get(f"{again.url}/metrics").decode()) == series
+            partitions = 2 * settings.topic_partitions
+            assert f"({partitions} resumed from stored offsets)" in again.log_tail()
+
+    # read once from Kafka: the same report
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert main(["report", "--from-kafka", "--json"]) == 0
+    once = json.loads(capsys.readouterr().out)
+    assert once["programs"] == report["programs"]
+    assert once["templates"] == report["templates"]

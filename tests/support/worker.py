@@ -224,6 +224,24 @@ class WorkerProcess:
         self.stop()
 
 
+class ReportConsumerProcess(WorkerProcess):
+    """One ``nurture report-consumer`` subprocess (GET /report, /metrics, /readyz on its port);
+    its RocksDB folder is ``<data_dir>/../report-<app_id>`` unless ``data_dir`` is given."""
+
+    command = "report-consumer"
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, *, data_dir: str | Path | None = None
+    ) -> ReportConsumerProcess:
+        port = free_port()
+        folder = data_dir or Path(settings.data_dir).parent / f"report-{settings.app_id}"
+        env = {"NURTURE_REPORT_PORT": str(port), "NURTURE_REPORT_DATA_DIR": str(folder)}
+        made = cls.from_settings(settings, web_port=port, env=env)
+        assert isinstance(made, ReportConsumerProcess)
+        return made
+
+
 # --- producing and consuming ---------------------------------------------------------------
 
 

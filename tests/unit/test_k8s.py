@@ -82,6 +82,8 @@ def test_every_rendered_object_is_valid_for_the_pinned_kubernetes(
             "PodDisruptionBudget",
             "Deployment",
             "PersistentVolumeClaim",
+            "Deployment",  # the report consumer (report-deployment.yaml)
+            "PersistentVolumeClaim",
             "Job",
         ]
     )

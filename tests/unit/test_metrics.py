@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.metrics import Metrics
+from stream.metrics import Metrics, PipelineMetrics
 
 EXPECTED_FAMILIES = {
     "nurture_events_in": "counter",
@@ -24,6 +25,8 @@ EXPECTED_FAMILIES = {
     "nurture_transitions": "counter",
     "nurture_actions": "counter",
     "nurture_skipped_sends": "counter",
+}
+PIPELINE_FAMILIES = {
     "nurture_pipeline_entries": "counter",
     "nurture_pipeline_opportunities": "counter",
     "nurture_pipeline_time_to_opportunity_seconds": "histogram",
@@ -32,12 +35,14 @@ EXPECTED_FAMILIES = {
 }
 
 
-def _families(m: Metrics) -> dict[str, str]:
+def _families(m: Metrics | PipelineMetrics) -> dict[str, str]:
     return {f.name: f.type for f in text_string_to_metric_families(m.render().decode())}
 
 
 def test_all_families_declared_with_conventional_types() -> None:
     assert _families(Metrics()) == EXPECTED_FAMILIES
+    # the pipeline series belong to the report consumer, never to the worker
+    assert _families(PipelineMetrics()) == PIPELINE_FAMILIES
 
 
 def test_fresh_registry_per_instance_and_injected_registry() -> None:
@@ -165,7 +170,76 @@ def test_sample_names_cover_the_exposition() -> None:
     assert "nurture_events_in_total" in names
     assert "nurture_processing_latency_seconds_bucket" in names
     assert "nurture_timers_pending" in names
-    assert len(names) == 23
+    assert len(names) == 16
+
+
+def _transition(frm: str | None, frm_state: str | None, to: str, to_state: str) -> dict[str, Any]:
+    return {
+        "lead_id": "L",
+        "from_program": frm,
+        "from_state": frm_state,
+        "to_program": to,
+        "to_state": to_state,
+        "reason": "r",
+    }
+
+
+def test_occupancy_rebuilt_per_partition_moved_and_dropped() -> None:
+    """nurture_leads after a restart: each assigned partition's count is rebuilt from the
+    table, transitions move leads inside their partition, a revoked partition leaves."""
+    m = Metrics()
+
+    def leads(program: str, state: str) -> float | None:
+        return m.registry.get_sample_value("nurture_leads", {"program": program, "state": state})
+
+    assert m.rebuild_occupancy(0, [("mql_nurture", "awareness")] * 3 + [(None, None)]) == 3
+    assert m.rebuild_occupancy(1, [("mql_nurture", "awareness"), ("trial_nurture", None)]) == 2
+    assert leads("mql_nurture", "awareness") == 4
+    assert leads("trial_nurture", "") == 1
+    m.observe_transition(_transition("mql_nurture", "awareness", "sales", "sql"), partition=1)
+    assert leads("mql_nurture", "awareness") == 3
+    assert leads("sales", "sql") == 1
+    # rebuilding partition 0 again (re-assigned) replaces its share, never adds twice
+    m.rebuild_occupancy(0, [("mql_nurture", "awareness")] * 2)
+    assert leads("mql_nurture", "awareness") == 2
+    m.drop_occupancy([1])  # revoked: its trial lead and its sales lead leave the gauge
+    assert leads("trial_nurture", "") == 0
+    assert leads("sales", "sql") == 0
+    assert leads("mql_nurture", "awareness") == 2
+
+
+def test_label_children_are_bound_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-event paths resolve ``labels()`` once per label set, not once per record."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    calls: list[tuple[str, ...]] = []
+    original = MetricWrapperBase.labels
+
+    def counting(self: Any, *values: Any, **kw: Any) -> Any:
+        calls.append(tuple(str(v) for v in values))
+        return original(self, *values, **kw)
+
+    monkeypatch.setattr(MetricWrapperBase, "labels", counting)
+    m = Metrics()
+    record = _transition(None, None, "mql_nurture", "awareness")
+    action = {"type": "skipped", "channel": "email", "program": "p", "skip_reason": "holdout"}
+    for _ in range(100):
+        m.event_in("t", "page.viewed")
+        m.observe_transition(record)
+        m.observe_action(action)
+        m.dead_letter("invalid_json")
+    get = m.registry.get_sample_value
+    assert (
+        get(
+            "nurture_transitions_total",
+            {"from_program": "", "to_program": "mql_nurture", "reason": "r"},
+        )
+        == 100
+    )
+    assert get("nurture_skipped_sends_total", {"reason": "holdout"}) == 100
+    assert get("nurture_leads", {"program": "mql_nurture", "state": "awareness"}) == 100
+    # events_in, transitions, leads, actions, skipped_sends, dead_letters: one bind each
+    assert len(calls) == 6, calls
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")

@@ -45,7 +45,7 @@ from typing import Any
 import pytest
 
 from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339, rfc3339_to_ms
-from stream.metrics import Metrics
+from stream.metrics import PipelineMetrics
 from stream.report import PipelineReport, build_report, read_records
 from stream.report.pipeline import iso_week, quantile
 
@@ -305,7 +305,7 @@ def test_output_is_independent_of_arrival_order_and_json_stable() -> None:
 
 def test_live_metrics_follow_the_same_attribution() -> None:
     tr, ac = fixture()
-    metrics = Metrics()
+    metrics = PipelineMetrics()
     report = PipelineReport(metrics=metrics)
     for kind, rec in sorted(
         [("t", r) for r in tr] + [("a", r) for r in ac],
