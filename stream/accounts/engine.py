@@ -137,11 +137,7 @@ def _on_timer(state: AccountState, inp: AccountTimerFired, config: RulesConfig) 
 
 
 def _timers(s: AccountState) -> tuple[AccountTimer, ...]:
-    if s.converted_at is None or s.stage == "churned":
-        return ()
-    now = s.watermark if s.watermark is not None else s.converted_at
-    due = s.converted_at + ((now - s.converted_at) // DAY + 1) * DAY
-    return (AccountTimer(due, f"daily:{due}", "daily"),)
+    return s.timers
 
 
 def _prune(w: Work) -> None:

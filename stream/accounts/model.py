@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from stream.core.model import ms_to_rfc3339
+from stream.core.model import DAY_MS, ms_to_rfc3339
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,16 @@ class AccountState:
     last_advocacy_ask_at: int | None = None
     advocacy_done: tuple[str, ...] = ()
     expansion_fired: tuple[str, ...] = ()
+
+    @property
+    def timers(self) -> tuple[AccountTimer, ...]:
+        """The account's one pending timer: the next daily tick after its clock, from
+        conversion until churn (none before conversion or after churn)."""
+        if self.converted_at is None or self.stage == "churned":
+            return ()
+        now = self.watermark if self.watermark is not None else self.converted_at
+        due = self.converted_at + ((now - self.converted_at) // DAY_MS + 1) * DAY_MS
+        return (AccountTimer(due, f"daily:{due}", "daily"),)
 
 
 _STATE_SLOTS = tuple(f.name for f in fields(AccountState))
