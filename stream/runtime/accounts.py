@@ -108,8 +108,7 @@ def account_view(processor: LeadProcessor, account_id: str) -> dict[str, Any] | 
         "holdout": s.holdout,
         "open_plays": [{"play": p, "since": ms_to_rfc3339(at)} for p, at in s.plays],
         "pending_timers": [
-            {"timer_id": t.timer_id, "kind": t.kind, "due": ms_to_rfc3339(t.due)}
-            for t in s.timers
+            {"timer_id": t.timer_id, "kind": t.kind, "due": ms_to_rfc3339(t.due)} for t in s.timers
         ],
         "users": len(s.users),
         "last_transitions": rec.history,
