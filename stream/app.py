@@ -76,6 +76,7 @@ def create_app(
     app = faust.App(
         s.app_id,
         broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap_servers.split(",")],
+        broker_credentials=s.faust_credentials(),
         store="rocksdb://",
         datadir=str(s.data_dir),
         processing_guarantee=s.processing_guarantee,
@@ -193,13 +194,15 @@ def run_worker(settings: Settings | None = None) -> int:
     import faust
 
     from stream.settings import load_settings
-    from stream.topics_admin import catalog_from_settings, ensure_topics
+    from stream.topics_admin import catalog_from_settings, check_access, ensure_topics
 
     s = settings if settings is not None else load_settings()
+    check_access(s)  # wrong credentials / TLS: a clear exit now, not Faust retrying forever
     ensure_topics(
         s.kafka_bootstrap_servers,
         (*catalog_from_settings(s), tick_topic_spec(s)),
         replication_factor=s.replication_factor,
+        auth=s.kafka_auth(),
     )
     app = create_app(s)
     worker = faust.Worker(app, loglevel=s.log_level.upper())

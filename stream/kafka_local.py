@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -214,6 +215,20 @@ def _log4j2_properties(level: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A second, SASL_SSL listener (the PLAINTEXT one stays for the controller and tools).
+
+    ``keystore`` is a PEM file with the broker's unencrypted PKCS#8 key and its certificate
+    chain; ``users`` are name -> password, accepted with PLAIN and with each SCRAM mechanism
+    (SCRAM credentials are written into the storage at format time).
+    """
+
+    keystore: Path
+    users: dict[str, str]
+    mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class LocalKafka:
     """A throw-away single-node KRaft broker on loopback ports; a context manager."""
 
@@ -229,6 +244,7 @@ class LocalKafka:
         log_level: str = "INFO",
         ready_timeout: float = 90.0,
         extra_properties: dict[str, str] | None = None,
+        secure: SecureListener | None = None,
     ) -> None:
         self.version = version or os.environ.get("NURTURE_KAFKA_VERSION") or KAFKA_VERSION
         self._given_dir = data_dir
@@ -239,6 +255,8 @@ class LocalKafka:
         self.log_level = log_level
         self.ready_timeout = ready_timeout
         self.extra_properties = dict(extra_properties or {})
+        self.secure = secure
+        self.secure_port = 0
         self.data_dir: Path | None = None
         self.broker_port = 0
         self.controller_port = 0
@@ -253,6 +271,13 @@ class LocalKafka:
         if not self.broker_port:
             raise RuntimeError("LocalKafka is not started")
         return f"127.0.0.1:{self.broker_port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        """host:port of the SASL_SSL listener (``secure=`` given)."""
+        if not self.secure_port:
+            raise RuntimeError("LocalKafka has no secure listener")
+        return f"127.0.0.1:{self.secure_port}"
 
     @property
     def log_path(self) -> Path:
@@ -274,6 +299,8 @@ class LocalKafka:
             self.broker_port, self.controller_port = self._port, free_ports(1)[0]
         else:
             self.broker_port, self.controller_port = free_ports(2)
+        if self.secure is not None:
+            self.secure_port = free_ports(1)[0]
         props = self.data_dir / "server.properties"
         props.write_text(self.server_properties())
         log4j = self.data_dir / "log4j2.properties"
@@ -320,7 +347,7 @@ class LocalKafka:
         if self.data_dir is not None and self._given_dir is None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir = None
-        self.broker_port = self.controller_port = 0
+        self.broker_port = self.controller_port = self.secure_port = 0
 
     def log_tail(self, chars: int = 4000) -> str:
         try:
@@ -368,8 +395,34 @@ class LocalKafka:
             "num.recovery.threads.per.data.dir": "1",
             "log.retention.check.interval.ms": "300000",
         }
+        if self.secure is not None:
+            props.update(self._secure_properties(self.secure))
         props.update(self.extra_properties)
         return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _secure_properties(self, secure: SecureListener) -> dict[str, str]:
+        b, s, c = self.broker_port, self.secure_port, self.controller_port
+        users = " ".join(f'user_{name}="{pw}"' for name, pw in secure.users.items())
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        props = {
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{b},SASL_SSL://127.0.0.1:{s},CONTROLLER://127.0.0.1:{c}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{b},SASL_SSL://127.0.0.1:{s}",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL"
+            ),
+            "sasl.enabled.mechanisms": ",".join(secure.mechanisms),
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(secure.keystore),
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": f"{plain} required {users};",
+        }
+        for mechanism in secure.mechanisms:
+            if mechanism.startswith("SCRAM"):
+                key = f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config"
+                props[key] = f"{scram} required;"
+        return props
 
     def _java_cmd(self, libs: Path, log4j: Path, *, broker: bool) -> list[str]:
         java = shutil.which("java")
@@ -396,6 +449,11 @@ class LocalKafka:
 
     def _format(self, java: list[str], props: Path) -> None:
         cmd = [*java, STORAGE_TOOL, "format", "-t", random_cluster_id(), "-c", str(props)]
+        if self.secure is not None:
+            for mechanism in self.secure.mechanisms:
+                if mechanism.startswith("SCRAM"):
+                    for name, pw in self.secure.users.items():
+                        cmd += ["--add-scram", f"{mechanism}=[name={name},password={pw}]"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if proc.returncode != 0:
             raise KafkaStartError(f"kafka storage format failed:\n{proc.stdout}{proc.stderr}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,14 +68,53 @@ def catalog_from_settings(settings: Settings) -> tuple[TopicSpec, ...]:
     )
 
 
-def _admin(bootstrap: str, timeout: float) -> AIOKafkaAdminClient:
+Auth = Mapping[str, Any] | None  # aiokafka security kwargs: Settings.kafka_auth()
+
+
+def _admin(bootstrap: str, timeout: float, auth: Auth = None) -> AIOKafkaAdminClient:
     from aiokafka.admin import AIOKafkaAdminClient
 
     return AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="nurture-topics-admin",
         request_timeout_ms=int(timeout * 1000),
+        **(auth or {}),
     )
+
+
+async def check_access_async(settings: Settings, timeout: float = 15.0) -> None:
+    """One authenticated connection to the first bootstrap server, or a SystemExit that names
+    the cause (refused connection, TLS failure, wrong SASL credentials) and the settings to fix.
+    aiokafka's own clients report only "Unable to bootstrap" and retry; this fails fast."""
+    from aiokafka.conn import create_conn
+
+    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(
+                host, int(port), request_timeout_ms=int(timeout * 1000), **settings.kafka_auth()
+            ),
+            timeout,
+        )
+    except Exception as exc:
+        raise SystemExit(
+            f"cannot connect to Kafka at {host}:{port} with "
+            f"security_protocol={settings.kafka_security_protocol}"
+            + (
+                f" sasl_mechanism={settings.kafka_sasl_mechanism}"
+                if settings.kafka_sasl_mechanism
+                else ""
+            )
+            + f": {type(exc).__name__}: {exc}\n"
+            "check NURTURE_KAFKA_BOOTSTRAP_SERVERS, NURTURE_KAFKA_SECURITY_PROTOCOL, "
+            "NURTURE_KAFKA_SASL_MECHANISM, NURTURE_KAFKA_SASL_USERNAME, "
+            "NURTURE_KAFKA_SASL_PASSWORD and NURTURE_KAFKA_SSL_CAFILE"
+        ) from None
+    conn.close()
+
+
+def check_access(settings: Settings, timeout: float = 15.0) -> None:
+    run_sync(check_access_async(settings, timeout))
 
 
 def _describe(raw: Iterable[dict[str, Any]]) -> dict[str, TopicInfo]:
@@ -92,10 +131,14 @@ def _describe(raw: Iterable[dict[str, Any]]) -> dict[str, TopicInfo]:
 
 
 async def describe_topics_async(
-    bootstrap: str, names: Sequence[str] | None = None, *, timeout: float = 30.0
+    bootstrap: str,
+    names: Sequence[str] | None = None,
+    *,
+    timeout: float = 30.0,
+    auth: Auth = None,
 ) -> dict[str, TopicInfo]:
     """Topics of the cluster (or just ``names``), internal ones included when listing all."""
-    admin = _admin(bootstrap, timeout)
+    admin = _admin(bootstrap, timeout, auth)
     await asyncio.wait_for(admin.start(), timeout)
     try:
         raw = await admin.describe_topics(list(names) if names is not None else None)
@@ -110,6 +153,7 @@ async def ensure_topics_async(
     *,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    auth: Auth = None,
 ) -> EnsureReport:
     from aiokafka.admin import NewTopic
 
@@ -117,7 +161,7 @@ async def ensure_topics_async(
     report = EnsureReport()
     if not wanted:
         return report
-    admin = _admin(bootstrap, timeout)
+    admin = _admin(bootstrap, timeout, auth)
     await asyncio.wait_for(admin.start(), timeout)
     try:
         present = set(await admin.list_topics())
@@ -174,19 +218,28 @@ def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    auth: Auth = None,
 ) -> EnsureReport:
     """Create the missing topics of ``specs``; existing ones are fine. Returns what happened."""
     return run_sync(
         ensure_topics_async(
-            bootstrap, list(specs), replication_factor=replication_factor, timeout=timeout
+            bootstrap,
+            list(specs),
+            replication_factor=replication_factor,
+            timeout=timeout,
+            auth=auth,
         )
     )
 
 
 def describe_topics(
-    bootstrap: str, names: Sequence[str] | None = None, *, timeout: float = 30.0
+    bootstrap: str,
+    names: Sequence[str] | None = None,
+    *,
+    timeout: float = 30.0,
+    auth: Auth = None,
 ) -> dict[str, TopicInfo]:
-    return run_sync(describe_topics_async(bootstrap, names, timeout=timeout))
+    return run_sync(describe_topics_async(bootstrap, names, timeout=timeout, auth=auth))
 
 
 async def delete_topics_async(

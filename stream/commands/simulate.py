@@ -92,9 +92,13 @@ async def produce(
     from aiokafka import AIOKafkaProducer
 
     from stream.settings import load_settings
+    from stream.topics_admin import check_access_async
 
     settings = load_settings(kafka_bootstrap_servers=bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await check_access_async(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, **settings.kafka_auth()
+    )
     await producer.start()
     tee_fh = open(tee, "wb") if tee is not None else None  # noqa: SIM115
     sent = 0

@@ -25,13 +25,19 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stream.settings import load_settings
-    from stream.topics_admin import catalog_from_settings, describe_topics, ensure_topics
+    from stream.topics_admin import (
+        catalog_from_settings,
+        check_access,
+        describe_topics,
+        ensure_topics,
+    )
 
     overrides: dict[str, object] = {}
     if args.bootstrap:
         overrides["kafka_bootstrap_servers"] = args.bootstrap
     settings = load_settings(**overrides)
-    bootstrap = settings.kafka_bootstrap_servers
+    check_access(settings, timeout=args.timeout)
+    bootstrap, auth = settings.kafka_bootstrap_servers, settings.kafka_auth()
     specs = catalog_from_settings(settings)
     if args.action == "create":
         report = ensure_topics(
@@ -39,11 +45,12 @@ def run(args: argparse.Namespace) -> int:
             specs,
             replication_factor=settings.replication_factor,
             timeout=args.timeout,
+            auth=auth,
         )
         for line in report.lines():
             print(line)
         return 1 if report.partition_mismatch else 0
-    info = describe_topics(bootstrap, None, timeout=args.timeout)
+    info = describe_topics(bootstrap, None, timeout=args.timeout, auth=auth)
     names = sorted(info) if args.all else [spec.name for spec in specs]
     for name in names:
         topic = info.get(name)

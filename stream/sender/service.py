@@ -112,6 +112,9 @@ class Sender:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
         from aiokafka.errors import CommitFailedError
 
+        from stream.topics_admin import check_access_async
+
+        await check_access_async(self.s)  # wrong credentials / TLS: a clear exit, not retries
         auth = self.s.kafka_auth()
         servers = self.s.kafka_bootstrap_servers
         self._producer = AIOKafkaProducer(

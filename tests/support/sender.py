@@ -26,6 +26,7 @@ from tests.support.worker import WorkerProcess, _lag, free_port, run
 class Received:
     action_id: str
     message_id: str
+    template: str
     to: str
     subject: str
     body: str
@@ -43,6 +44,7 @@ class _Handler:
             Received(
                 action_id=str(msg["X-Nurture-Action-Id"]),
                 message_id=str(msg["Message-ID"]),
+                template=str(msg["X-Nurture-Template"]),
                 to=str(msg["To"]),
                 subject=str(msg["Subject"]),
                 body=body.get_content() if body is not None else "",

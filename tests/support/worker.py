@@ -343,6 +343,7 @@ async def _consume(
     timeout: float,
     idle: float,
     isolation: str,
+    auth: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     from aiokafka import AIOKafkaConsumer
 
@@ -355,6 +356,7 @@ async def _consume(
         isolation_level=isolation,
         max_partition_fetch_bytes=4_000_000,
         fetch_max_bytes=16_000_000,
+        **(auth or {}),
     )
     await consumer.start()
     out: list[dict[str, Any]] = []
@@ -395,11 +397,12 @@ def consume_all(
     *,
     idle: float = 3.0,
     isolation: str = "read_committed",
+    auth: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Read ``topic`` from the beginning. Stops when ``until(records)`` is true, at ``timeout``
     (returning what was read: the caller asserts), or, without ``until``, after ``idle`` seconds
     without a new record. Each record is ``{key, value (parsed JSON), partition, offset}``."""
-    return list(run(_consume(bootstrap, topic, until, timeout, idle, isolation)))
+    return list(run(_consume(bootstrap, topic, until, timeout, idle, isolation, auth)))
 
 
 async def _lag(
