@@ -144,3 +144,79 @@ def test_timer_firing_lag_under_load(kafka_settings: Settings) -> None:
         f"max {max(lags):.0f} ms [{datetime.now():%H:%M:%S}]"
     )
     assert p99 < 5000
+
+
+def _lead_events(lead: str, start: int, sessions: int) -> list[dict[str, Any]]:
+    """A session every 2 days from ``start`` + 1 h (``sessions`` of them), then, last in arrival
+    order (late), ``trial.started`` at ``start``. Every timer of the lead is scheduled by its last
+    message, so wall-clock ticks cannot fire one between the lead's events: the worker's output
+    is deterministic and equals the core's for the same arrival order."""
+    steps = [("session.started", start + HOUR_MS + k * 48 * HOUR_MS) for k in range(sessions)]
+    steps.append(("trial.started", start))
+    return [
+        {
+            "event_id": f"{lead}-{i}",
+            "type": etype,
+            "lead_id": lead,
+            "occurred_at": ms_to_rfc3339(at),
+            "properties": {},
+        }
+        for i, (etype, at) in enumerate(steps)
+    ]
+
+
+def test_7d_14d_checkpoints_and_reengagement_cadence_fire_through_the_broker(
+    kafka_settings: Settings,
+) -> None:
+    """Event times in the past, so every timer is due at once (fast). Engaged trial leads (their
+    sessions first, trial.started late) pass the 48h, 7d and 14d checkpoints; silent ones enter
+    re-engagement at 48h, get the cadence's emails 2 and 3 four days apart, and go inactive
+    four days after the third. The worker's transitions and actions equal the core's, and
+    nothing more arrives after a sentinel."""
+    now = int(time.time() * 1000)
+    day = 24 * HOUR_MS
+    engaged = [f"eng-{i}" for i in range(3)]
+    silent = [f"sil-{i}" for i in range(3)]
+    events: list[dict[str, Any]] = []
+    for i, lead in enumerate(engaged):
+        events += _lead_events(lead, now - 16 * day - i * HOUR_MS, sessions=8)
+    for i, lead in enumerate(silent):
+        events += _lead_events(lead, now - 20 * day - i * HOUR_MS, sessions=0)
+    want_tr, want_ac = core_outputs(events, until=now)
+    reasons = {lead: [t["reason"] for t in want_tr if t["lead_id"] == lead] for lead in engaged}
+    for lead in engaged:  # the scenario exercises what it claims (the oracle agrees)
+        assert {"trial.checkpoint_7d", "trial.checkpoint_14d"} <= set(reasons[lead])
+    for lead in silent:
+        got = [t["reason"] for t in want_tr if t["lead_id"] == lead]
+        assert got.count("reengage.cadence") == 2 and got[-1] == "reengage.no_response"
+
+    bootstrap = kafka_settings.kafka_bootstrap_servers
+    with WorkerProcess.from_settings(kafka_settings) as worker:
+        worker.wait_ready()
+        produce_events(kafka_settings, events)
+        worker.wait_processed(len(events))
+        consume_all(
+            bootstrap,
+            kafka_settings.topic_transitions,
+            until=lambda r: len(r) >= len(want_tr),
+            timeout=60,
+        )
+        # a sentinel processed after them: any late extra would be published by now
+        produce_events(kafka_settings, [dict(events[0], event_id="s-0", lead_id="sentinel")])
+        worker.wait_processed(len(events) + 1)
+    transitions = [
+        r["value"]
+        for r in consume_all(bootstrap, kafka_settings.topic_transitions, idle=2)
+        if r["value"]["lead_id"] != "sentinel"
+    ]
+    actions = [
+        r["value"]
+        for r in consume_all(bootstrap, kafka_settings.topic_actions, idle=2)
+        if r["value"]["lead_id"] != "sentinel"
+    ]
+    for lead in engaged + silent:
+        got = [t for t in transitions if t["lead_id"] == lead]
+        assert got == [t for t in want_tr if t["lead_id"] == lead], lead
+    deduped, dups = dedupe_actions(actions)
+    assert deduped == {a["action_id"]: a for a in want_ac}
+    assert dups == 0  # no kill in this test: a duplicate would be a bug
