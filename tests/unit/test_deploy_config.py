@@ -255,3 +255,15 @@ def test_compose_environment_names_real_settings_and_the_sender_is_scraped() -> 
     (job,) = [j for j in doc["scrape_configs"] if j["job_name"] == "nurture-sender"]
     targets = [t for sc in job["static_configs"] for t in sc["targets"]]
     assert targets == [f"sender:{sender_env['NURTURE_SENDER_METRICS_PORT']}"]
+
+
+def test_compose_runs_the_report_consumer_where_prometheus_scrapes_it() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    report = services["report"]
+    assert report["command"] == ["report-consumer"]
+    port = report["environment"]["NURTURE_REPORT_PORT"]
+    assert f"127.0.0.1:{port}/livez" in " ".join(report["healthcheck"]["test"])
+    doc = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    (job,) = [j for j in doc["scrape_configs"] if j["job_name"] == "nurture-report"]
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets == [f"report:{port}"]
