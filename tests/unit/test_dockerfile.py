@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,36 @@ def test_runtime_runs_as_a_numeric_non_root_user_with_a_livez_healthcheck() -> N
     (health,) = [line for line in runtime if line.startswith("HEALTHCHECK")]
     assert "/livez" in health and "NURTURE_WEB_PORT" in health
     assert 'ENTRYPOINT ["nurture"]' in runtime
+
+
+def test_the_wheel_the_image_installs_carries_every_package_file(tmp_path: Path) -> None:
+    """The build stage: what it COPYs, then `pip wheel --no-deps .`. Every tracked file of the
+    packages is in the wheel (rules, templates, schemas, asyncapi.yaml), and so is the
+    `nurture` entry point the image runs."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "pyproject.toml", "README.md", "stream", "topics"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout.split()
+    assert "pyproject.toml" in tracked, "git ls-files found nothing"
+    src = tmp_path / "src"  # the build context as the Dockerfile copies it; the tree stays clean
+    for name in tracked:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    (wheel,) = tmp_path.glob("nurture_stream-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = archive.read(entry_points).decode()
+    package_files = {n for n in tracked if n.startswith(("stream/", "topics/"))}
+    missing = sorted(package_files - names)
+    assert not missing, f"not in the wheel (pyproject package-data?): {missing}"
+    assert "nurture = stream.cli:main" in scripts
