@@ -63,6 +63,8 @@ def create_app(
 
     from stream.core.config import load_config
     from stream.metrics import Metrics
+    from stream.runtime.account_agent import install_accounts
+    from stream.runtime.accounts import account_topic_name
     from stream.runtime.agent import LeadAgent, Ticker, tick_topic_name
     from stream.runtime.processor import LeadProcessor
     from stream.runtime.web import readiness, register_views
@@ -122,6 +124,10 @@ def create_app(
     processor = LeadProcessor(rules, leads, committed=committed)
     agent = LeadAgent(app, s, processor, m)
     ticker = Ticker(app, agent, s)
+    accounts = None
+    if s.accounts_enabled:  # post-sale: account agent + table; the lead agent re-keys to it
+        accounts = install_accounts(app, s, rules, m, committed)
+        agent.account_topic = account_topic_name(s)
 
     channel = app.topic(
         *s.input_topics,
@@ -167,6 +173,7 @@ def create_app(
     app.timer(1.0, name="nurture-gauges")(_gauges)
     register_views(app, s, agent, m)
     app.nurture_agent = agent  # type: ignore[attr-defined]
+    app.nurture_accounts = accounts  # type: ignore[attr-defined]
     app.nurture_metrics = m  # type: ignore[attr-defined]
     return app
 
@@ -193,6 +200,7 @@ def run_worker(settings: Settings | None = None) -> int:
     expects them to exist), then run the worker until SIGTERM/SIGINT (graceful)."""
     import faust
 
+    from stream.runtime.account_agent import account_topic_specs
     from stream.settings import load_settings
     from stream.topics_admin import catalog_from_settings, check_access, ensure_topics
 
@@ -200,7 +208,11 @@ def run_worker(settings: Settings | None = None) -> int:
     check_access(s)  # wrong credentials / TLS: a clear exit now, not Faust retrying forever
     ensure_topics(
         s.kafka_bootstrap_servers,
-        (*catalog_from_settings(s), tick_topic_spec(s)),
+        (
+            *catalog_from_settings(s),
+            tick_topic_spec(s),
+            *(account_topic_specs(s) if s.accounts_enabled else ()),
+        ),
         replication_factor=s.replication_factor,
         auth=s.kafka_auth(),
     )

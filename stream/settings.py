@@ -52,6 +52,9 @@ class Settings(BaseSettings):
         None, description="report consumer RocksDB folder (default: <data_dir>/report)"
     )
     timer_tick_seconds: float = Field(1.0, gt=0, le=60)
+    accounts_enabled: bool = Field(
+        True, description="post-sale accounts: re-key account events, run the account agent"
+    )
     log_level: str = "info"
 
     # the reference sender (`nurture sender`, stream/sender/)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stream.runtime.accounts import account_key
 from stream.runtime.processor import LeadProcessor, Outcome, now_ms
 from topics.parse import InvalidEvent, dead_letter_record, parse_event
 
@@ -76,6 +77,8 @@ class LeadAgent:
         self.timers_fired = 0
         self.duplicates_resent = 0
         self.eos = settings.processing_guarantee == "exactly_once"
+        self.account_topic: str | None = None  # set: forward account events (runtime.accounts)
+        self.forwarded = 0
 
     # --- the agent body ----------------------------------------------------------------------
     async def __call__(self, stream: Any) -> None:
@@ -96,6 +99,9 @@ class LeadAgent:
         except InvalidEvent as exc:
             await self._dead_letter(raw, key, exc.reason, exc.detail, msg)
             return
+        if self.account_topic is not None and (account := account_key(event)) is not None:
+            await self.send(self.account_topic, account, raw, topic, partition)
+            self.forwarded += 1
         try:
             self.ensure_index(partition)
             out = self.processor.on_event(event, topic, partition, offset)
