@@ -25,6 +25,9 @@ def register(sub: Any) -> None:
         help="rules YAML; give it twice (A then B); 'default' = the built-in rules",
     )
     parser.add_argument("--until", default=None, help="RFC 3339 horizon (see replay)")
+    parser.add_argument(
+        "--order", choices=("time", "file"), default="time", help="event order (see replay)"
+    )
     parser.add_argument("--sample", type=int, default=10, help="differing leads to show")
     parser.add_argument("--json", type=Path, default=None, help="write the comparison here")
     parser.set_defaults(func=run)
@@ -61,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
     labels = ("A", "B")
     until = rfc3339_to_ms(args.until) if args.until else None
     doc = backtest_file(
-        args.events, configs[0], configs[1], labels=labels, until=until, sample=args.sample
+        args.events,
+        configs[0],
+        configs[1],
+        labels=labels,
+        until=until,
+        sample=args.sample,
+        order=args.order,
     )
     doc["configs"] = {label: str(c) for label, c in zip(labels, args.config, strict=True)}
     if args.json is not None:

@@ -14,20 +14,24 @@ config we keep a :class:`stream.report.PipelineReport` and, per lead, its *path*
 from __future__ import annotations
 
 import gc
+import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream.offline.replay import REPLAY_GC_THRESHOLD, EventTimeRunner, iter_lines, open_events
+from stream.offline.order import Counts, all_events, iter_lines, read_events, scan
+from stream.offline.runner import REPLAY_GC_THRESHOLD, EventTimeRunner, open_events
 from stream.report.html import contribution_rows
-from topics.parse import InvalidEvent, parse_event
+from topics.parse import InvalidEvent
 
 if TYPE_CHECKING:
     from stream.core.config import RulesConfig
     from stream.core.engine import StepResult
+    from stream.core.model import Event
 
 Step = tuple[str, str | None, str, bytes]  # to_program, to_state, reason, signals (JSON)
 
@@ -107,6 +111,25 @@ def _same_path(pa: list[Step], pb: list[Step]) -> bool:
     return len(pa) == len(pb) and all(x[:3] == y[:3] for x, y in zip(pa, pb, strict=True))
 
 
+def _events(
+    fh: Any, tmp: Path, until: int | None, order: str, counts: dict[str, int]
+) -> Iterator[Event]:
+    """The file's valid events up to ``until``, in replay's ``order``; counts as it goes."""
+
+    def dead(number: int, raw: bytes, exc: InvalidEvent) -> None:
+        counts["dead_letters"] += 1
+
+    if order == "time":
+        found = scan(iter_lines(fh), tmp, dead, until=until)
+        counts["events"] = found.events
+        yield from all_events(found)
+        return
+    seen = Counts()
+    for _, event in read_events(iter_lines(fh), dead, seen, until):
+        counts["events"] = seen.events
+        yield event
+
+
 def backtest_file(
     events_path: Path,
     config_a: RulesConfig,
@@ -115,8 +138,10 @@ def backtest_file(
     labels: tuple[str, str] = ("A", "B"),
     until: int | None = None,
     sample: int = 10,
+    order: str = "time",
 ) -> dict[str, Any]:
-    """Run both configs over the file in one pass; returns the comparison document."""
+    """Run both configs over the file in one pass; returns the comparison document. ``order``
+    is replay's (:func:`stream.offline.replay.replay_file`): event time by default."""
     from stream.report.pipeline import PipelineReport
 
     sides = (_Side(labels[0]), _Side(labels[1]))
@@ -124,21 +149,13 @@ def backtest_file(
     for side, config in zip(sides, (config_a, config_b), strict=True):
         side.report = PipelineReport()
         runners.append(EventTimeRunner(config, side.sink))
-    events = dead = 0
+    counts = {"events": 0, "dead_letters": 0}
     gc_threshold = gc.get_threshold()
     gc.freeze()  # as replay_file: start-up objects out of reach, young generation larger
     gc.set_threshold(*REPLAY_GC_THRESHOLD)
     try:
-        with open_events(events_path) as fh:
-            for _, raw in iter_lines(fh):
-                try:
-                    event = parse_event(raw)
-                except InvalidEvent:
-                    dead += 1
-                    continue
-                if until is not None and event.at > until:
-                    continue
-                events += 1
+        with open_events(events_path) as fh, tempfile.TemporaryDirectory(prefix="bt-") as tmp:
+            for event in _events(fh, Path(tmp), until, order, counts):
                 for runner in runners:
                     runner.process(event)
         for runner in runners:
@@ -146,6 +163,7 @@ def backtest_file(
     finally:
         gc.set_threshold(*gc_threshold)
         gc.unfreeze()
+    events, dead = counts["events"], counts["dead_letters"]
     a, b = sides
     leads = sorted(set(a.paths) | set(b.paths))
     differing = [

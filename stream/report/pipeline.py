@@ -264,6 +264,15 @@ class PipelineReport:
                     self._credit_send(lead, program, name, at, opp)
             self._leads.put(lead_id, lead)
 
+    def merge(self, other: PipelineReport) -> None:
+        """Add the facts of a report over *other* leads (a replay bucket) to this one."""
+        shared = self._leads.keys() & other._leads.keys()
+        if shared:
+            raise ValueError(f"reports overlap on {len(shared)} leads, e.g. {min(shared)!r}")
+        self._leads.update(other._leads)
+        self.transitions_seen += other.transitions_seen
+        self.actions_seen += other.actions_seen
+
     def add_transitions(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
             self.add_transition(record)

@@ -1,0 +1,224 @@
+"""Event-time order for offline runs, whatever the file order, in bounded memory.
+
+:func:`scan` reads an events file once, in file order: it parses every line (dead letters are
+reported at once, with their line numbers, in file order), measures how far each event arrived
+out of order, and sorts the events into *buckets* of leads (``crc32(lead_id) % buckets``) with
+an external sort: rows are buffered up to ``run_rows`` in all, then each bucket's rows are sorted
+and written as one *run* file. :func:`bucket_events` merges a bucket's runs (``heapq.merge``)
+back into validated :class:`~stream.core.model.Event` objects in order.
+
+Order: ``(occurred_at, lead_id, line number)``. Ties keep file order for the events of one lead;
+events of different leads at the same instant go by lead id, so a file grouped by lead and the
+same file sorted by time give the same sequence per bucket (and so the same outputs). Leads are
+independent, so processing one bucket at a time (or several in parallel) is exact, and memory
+holds one bucket's lead states, not every lead's.
+
+A row on disk is one JSON array ``[at, lead_id, line, event_id, type, account_id, properties]``:
+re-reading it is cheaper than parsing and validating the original line again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import zlib
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from stream.core.model import HOUR_MS, Event
+from topics.parse import InvalidEvent, parse_event
+
+#: lead buckets: the unit of work (and of memory) of a time-ordered run; fixed, so the outputs
+#: do not depend on the number of processes
+BUCKETS = 16
+#: rows buffered (all buckets together) before they are written as sorted runs
+RUN_ROWS = 200_000
+
+DeadSink = Callable[[int, bytes, InvalidEvent], None]
+Row = list[Any]  # [at, lead_id, line, event_id, type, account_id, properties]
+_ROW_KEY = itemgetter(0, 1, 2)
+
+
+def bucket_of(lead_id: str, buckets: int = BUCKETS) -> int:
+    return zlib.crc32(lead_id.encode()) % buckets
+
+
+def iter_lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line without its end-of-line) for every non-blank line."""
+    for number, line in enumerate(fh, 1):
+        stripped = line.rstrip(b"\r\n")
+        if stripped and not stripped.isspace():  # == stripped.strip(), without the copy
+            yield number, stripped
+
+
+@dataclass(slots=True)
+class Lateness:
+    """How far events arrived out of order in the file: an event is late when its
+    ``occurred_at`` is below the largest seen on an earlier line, by the difference."""
+
+    late_ms: array[int] = field(default_factory=lambda: array("q"))  # 8 bytes per late event
+
+    def add(self, late_by: int) -> None:
+        self.late_ms.append(late_by)
+
+    @property
+    def count(self) -> int:
+        return len(self.late_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Count, and max / p50 / p90 / p99 lateness in hours (nearest rank; None if none)."""
+        values = sorted(self.late_ms)
+        doc: dict[str, Any] = {"events": len(values)}
+        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)):
+            rank = min(len(values) - 1, max(0, int(q * len(values) + 0.999999) - 1))
+            doc[f"{name}_hours"] = round(values[rank] / HOUR_MS, 3) if values else None
+        return doc
+
+
+@dataclass(slots=True)
+class Counts:
+    """What :func:`read_events` saw: lines, valid events, dead letters, events past ``until``,
+    first and last event time, and the lateness of events in file order."""
+
+    lines: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    after_until: int = 0
+    first_at: int | None = None
+    last_at: int | None = None  # the largest occurred_at
+    lateness: Lateness = field(default_factory=Lateness)
+
+
+@dataclass(slots=True)
+class Scan(Counts):
+    """What :func:`scan` found; ``runs[b]`` are bucket ``b``'s sorted run files, ``extra``
+    the sorted runs of the events ``scan``'s ``extra`` predicate picked (all leads)."""
+
+    runs: list[list[Path]] = field(default_factory=list)
+    extra: list[Path] = field(default_factory=list)
+
+
+def read_events(
+    lines: Iterable[tuple[int, bytes]],
+    dead: DeadSink,
+    counts: Counts,
+    until: int | None = None,
+) -> Iterator[tuple[int, Event]]:
+    """(line number, event) for each valid line, in file order, up to ``until``; invalid lines
+    go to ``dead``. ``counts`` is updated as the lines are read."""
+    late = counts.lateness
+    for number, raw in lines:
+        counts.lines = number
+        try:
+            event = parse_event(raw)
+        except InvalidEvent as exc:
+            counts.dead_letters += 1
+            dead(number, raw, exc)
+            continue
+        at = event.at
+        if until is not None and at > until:
+            counts.after_until += 1
+            continue
+        high = counts.last_at
+        if high is None or at > high:
+            counts.last_at = at
+        elif at < high:
+            late.add(high - at)
+        if counts.first_at is None or at < counts.first_at:
+            counts.first_at = at
+        counts.events += 1
+        yield number, event
+
+
+def _row(event: Event, number: int) -> bytes:
+    return orjson.dumps(
+        [
+            event.at,
+            event.lead_id,
+            number,
+            event.event_id,
+            event.type,
+            event.account_id,
+            event.properties,
+        ]
+    )
+
+
+def scan(
+    lines: Iterable[tuple[int, bytes]],
+    tmp_dir: Path,
+    dead: DeadSink,
+    *,
+    until: int | None = None,
+    buckets: int = BUCKETS,
+    run_rows: int = RUN_ROWS,
+    on_line: Callable[[int], None] | None = None,
+    extra: Callable[[Event], bool] | None = None,
+) -> Scan:
+    """Parse ``lines`` (from :func:`iter_lines`) into sorted bucket runs under ``tmp_dir``;
+    events for which ``extra`` is true also go to one more set of runs (``Scan.extra``)."""
+    result = Scan(runs=[[] for _ in range(buckets)])
+    # one list per bucket, then the extra one
+    pending: list[list[tuple[int, str, bytes]]] = [[] for _ in range(buckets + 1)]
+    buffered = 0
+
+    def spill() -> None:
+        for b, rows in enumerate(pending):
+            if not rows:
+                continue
+            rows.sort(key=itemgetter(0, 1))  # stable: one lead's ties keep file order
+            runs = result.runs[b] if b < buckets else result.extra
+            path = tmp_dir / f"b{b:03d}-r{len(runs):05d}.jsonl"
+            with open(path, "wb", buffering=1 << 20) as out:
+                out.writelines(row for _, _, row in rows)
+            runs.append(path)
+            rows.clear()
+
+    for number, event in read_events(lines, dead, result, until):
+        row = (event.at, event.lead_id, _row(event, number) + b"\n")
+        pending[bucket_of(event.lead_id, buckets)].append(row)
+        if extra is not None and extra(event):
+            pending[buckets].append(row)
+        buffered += 1
+        if buffered >= run_rows:
+            spill()
+            buffered = 0
+        if on_line is not None and result.events % 20_000 == 0:
+            on_line(result.events)
+    spill()
+    return result
+
+
+def _read_run(path: Path) -> Iterator[Row]:
+    loads = orjson.loads
+    with open(path, "rb", buffering=1 << 20) as fh:
+        for line in fh:
+            yield loads(line)
+
+
+def _events(rows: Iterable[Row]) -> Iterator[Event]:
+    for at, lead_id, _, event_id, event_type, account_id, properties in rows:
+        yield Event(
+            event_id=event_id,
+            type=event_type,
+            lead_id=lead_id,
+            at=at,
+            account_id=account_id,
+            properties=properties,
+        )
+
+
+def bucket_events(runs: list[Path]) -> Iterator[Event]:
+    """One bucket's events in ``(at, lead_id, line)`` order (a k-way merge of its runs)."""
+    return _events(heapq.merge(*(_read_run(p) for p in runs), key=_ROW_KEY))
+
+
+def all_events(result: Scan) -> Iterator[Event]:
+    """Every event of the scan in ``(at, lead_id, line)`` order (all buckets merged)."""
+    runs = [path for paths in result.runs for path in paths]
+    return _events(heapq.merge(*(_read_run(p) for p in runs), key=_ROW_KEY))
