@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stream.offline.simulate import SimEvent, generate, write_file
+from stream.offline.simulate import DEFAULT_LIFT, NurtureEffect, SimEvent, generate, write_file
 
 
 def register(sub: Any) -> None:
@@ -44,22 +44,60 @@ def register(sub: Any) -> None:
         help="Kafka: simulated seconds per wall second (default: fits the run into 10 minutes)",
     )
     parser.add_argument("--tee", type=Path, default=None, help="Kafka: also write lines sent")
+    parser.add_argument(
+        "--effect",
+        action="append",
+        default=[],
+        metavar="PROGRAM=LIFT",
+        help="nurture effect on the chance of an opportunity for nurtured (not holdout) leads, "
+        "relative (0.5 = +50%%); repeat per program; default +15%% in mql, trial and "
+        "re-engagement nurture",
+    )
     parser.set_defaults(func=run)
+
+
+def parse_effect(items: list[str]) -> NurtureEffect:
+    """``["trial_nurture=1.5", ...]`` over the defaults; a bad item names itself."""
+    from topics.outputs import PROGRAMS
+
+    lift = dict(DEFAULT_LIFT)
+    for item in items:
+        program, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not sep or program not in PROGRAMS or not number > -1:
+            raise SystemExit(
+                f"--effect {item!r}: expected PROGRAM=LIFT with PROGRAM one of "
+                f"{', '.join(PROGRAMS)} and LIFT a number above -1 (0.5 = +50%)"
+            )
+        lift[program] = number
+    return NurtureEffect(lift=lift)
 
 
 def run(args: argparse.Namespace) -> int:
     from stream.core.model import rfc3339_to_ms
 
+    effect = parse_effect(args.effect)
     if args.out is not None:
         start = rfc3339_to_ms(args.start) if args.start else None
-        events = generate(args.leads, args.days, args.seed, start=start, customers=args.customers)
+        events = generate(
+            args.leads, args.days, args.seed, start=start, customers=args.customers, effect=effect
+        )
         count = write_file(args.out, events)
         print(f"wrote {count} lines for {args.leads} leads to {args.out}", file=sys.stderr)
         return 0
     scale = args.time_scale or max(1.0, args.days * 86400 / 600)
     start = int(time.time() * 1000)
     events = generate(
-        args.leads, args.days, args.seed, start=start, time_scale=scale, customers=args.customers
+        args.leads,
+        args.days,
+        args.seed,
+        start=start,
+        time_scale=scale,
+        customers=args.customers,
+        effect=effect,
     )
     try:
         sent = asyncio.run(produce(events, args.kafka, rate=args.rate, tee=args.tee))

@@ -34,6 +34,10 @@ sales_touched       6%    ICP high; sales.contacted early, then pricing visits; 
 :mod:`stream.offline.customers` (healthy advocate, silent after go-live, payment failure, urgent
 ticket burst, seats growing, renews, cancels).
 
+Opportunity chances above are for holdout leads; the programs' nurture effect raises them for
+nurtured leads (:class:`NurtureEffect`, default +15% relative in mql, trial and re-engagement
+nurture; ``nurture simulate --effect PROGRAM=LIFT``).
+
 Across personas: 3% of leads unsubscribe and 2% hard-bounce at a random point; 1% of events are
 delivered twice (same event_id, seconds to minutes later); 0.5% arrive 1-12 h late (their
 ``occurred_at`` is earlier than the events around them in the file, on purpose); 0.2% of lines are
@@ -57,13 +61,14 @@ import itertools
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from stream.core.ids import in_holdout
 from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339, rfc3339_to_ms
 from topics.events import source_of
 
@@ -73,6 +78,12 @@ TARGET_INDUSTRIES = ("software", "saas", "fintech", "ecommerce", "healthcare tec
 OTHER_INDUSTRIES = ("manufacturing", "logistics", "media", "retail")
 EXCLUDED_INDUSTRIES = ("consumer", "education", "government", "non-profit")
 FEATURES = ("dashboards", "alerts", "api", "integrations", "reports", "sso", "workflows")
+#: default nurture effect (see :class:`NurtureEffect`): a modest lift in every program
+DEFAULT_LIFT: Mapping[str, float] = {
+    "mql_nurture": 0.15,
+    "trial_nurture": 0.15,
+    "re_engagement": 0.15,
+}
 DUPLICATE_SHARE = 0.01
 LATE_SHARE = 0.005
 MALFORMED_SHARE = 0.002
@@ -88,11 +99,39 @@ class SimEvent:
     line: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class NurtureEffect:
+    """What nurture does to a lead's chance of a sales-accepted opportunity, per program: a
+    relative lift (0.15 = 15% more likely) for the leads the program nurtures, none for its
+    holdout (the core's own :func:`stream.core.ids.in_holdout` at ``holdout_pct``, so the report
+    sees the effect as nurtured against holdout). Persona to program: trial personas ->
+    ``trial_nurture``, silent signups -> ``re_engagement``, researchers -> ``mql_nurture``.
+
+    The simulator is open-loop (it does not see which emails the rules send), so the effect is
+    per program, not per template."""
+
+    lift: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LIFT))
+    holdout_pct: float = 5.0
+
+    def chance(self, p: float, lead_id: str, program: str) -> float:
+        lift = self.lift.get(program, 0.0)
+        if not lift or in_holdout(lead_id, program, self.holdout_pct):
+            return p
+        return min(1.0, max(0.0, p * (1 + lift)))
+
+
 class _Lead:
     """Builds one lead's events; ``emit`` offsets are ms after the lead's creation."""
 
-    def __init__(self, rng: random.Random, index: int, created: int) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        index: int,
+        created: int,
+        effect: NurtureEffect | None = None,
+    ) -> None:
         self.rng = rng
+        self.effect = effect or NurtureEffect()
         self.lead_id = f"L-{index:07d}"
         self.account_id = f"A-{index // 3:07d}"
         self.created = created
@@ -110,6 +149,12 @@ class _Lead:
 
     def chance(self, p: float) -> bool:
         return self.rng.random() < p
+
+    def opportunity(self, p: float, program: str, lo_d: float, hi_d: float, start: int = 0) -> None:
+        """An opportunity with chance ``p``, raised by the program's nurture effect when the
+        program nurtures this lead (same draws either way, so only the outcome moves)."""
+        if self.chance(self.effect.chance(p, self.lead_id, program)):
+            self.emit(start + self.days(lo_d, hi_d), "opportunity.created")
 
     def profile(self, tier: str) -> None:
         r = self.rng
@@ -166,8 +211,7 @@ def _trial_early(x: _Lead) -> None:
         x.emit(activated + x.days(1, 9), "upgrade_cta.clicked", tier="team")
     if x.chance(0.30):
         x.emit(x.days(7, 14), "subscription.converted", plan="team", seats_limit=20.0)
-    if x.chance(0.35):
-        x.emit(x.days(4, 20), "opportunity.created")
+    x.opportunity(0.35, "trial_nurture", 4, 20)
 
 
 def _trial_late(x: _Lead) -> None:
@@ -178,8 +222,7 @@ def _trial_late(x: _Lead) -> None:
     x.features(x.rng.randint(1, 3), 4, 13)
     if x.chance(0.15):
         x.emit(x.days(12, 20), "subscription.converted", plan="starter", seats_limit=10.0)
-    if x.chance(0.15):
-        x.emit(x.days(8, 25), "opportunity.created")
+    x.opportunity(0.15, "trial_nurture", 8, 25)
 
 
 def _trial_never(x: _Lead) -> None:
@@ -188,8 +231,7 @@ def _trial_never(x: _Lead) -> None:
     x.sessions(x.rng.randint(1, 3), 2, 46)
     if x.chance(0.5):
         x.sessions(x.rng.randint(1, 2), 72, 300)
-    if x.chance(0.03):
-        x.emit(x.days(10, 30), "opportunity.created")
+    x.opportunity(0.03, "trial_nurture", 10, 30)
 
 
 def _silent_signup(x: _Lead) -> None:
@@ -205,8 +247,7 @@ def _silent_signup(x: _Lead) -> None:
         x.emit(back, "session.started")
         if x.chance(0.25):
             x.emit(back + x.hours(1, 30), "walkthrough.booked")
-    if x.chance(0.04):
-        x.emit(x.days(14, 30), "opportunity.created")
+    x.opportunity(0.04, "re_engagement", 14, 30)
 
 
 def _researcher(x: _Lead) -> None:
@@ -233,8 +274,7 @@ def _researcher(x: _Lead) -> None:
                 x.emit(at, "roi_calculator.completed")
             else:
                 x.emit(at, "email.replied", intent="demo_request")
-        if x.chance(0.4):
-            x.emit(week + x.days(7, 20), "opportunity.created")
+        x.opportunity(0.4, "mql_nurture", 7, 20, start=week)
 
 
 def _quiet_mql(x: _Lead) -> None:
@@ -321,11 +361,16 @@ _MALFORMED: tuple[Callable[[dict[str, Any]], bytes], ...] = (
 
 
 def lead_events(
-    seed: int, index: int, created: int, end: int, late_share: float = LATE_SHARE
+    seed: int,
+    index: int,
+    created: int,
+    end: int,
+    late_share: float = LATE_SHARE,
+    effect: NurtureEffect | None = None,
 ) -> Iterator[SimEvent]:
     """Every line one lead contributes (in its own order), deterministic in (seed, index)."""
     rng = random.Random(f"{seed}:{index}")
-    lead = _Lead(rng, index, created)
+    lead = _Lead(rng, index, created, effect)
     _, build = _pick_persona(rng)
     build(lead)
     if lead.chance(0.03):
@@ -376,18 +421,20 @@ def generate(
     time_scale: float = 1.0,
     late_share: float = LATE_SHARE,
     customers: int = 0,
+    effect: NurtureEffect | None = None,
 ) -> Iterator[SimEvent]:
     """All events of the simulation in delivery order, streamed through per-day bucket files
     (memory stays bounded by one day of events). With ``time_scale`` > 1 every offset from
     ``start`` is divided by it (Kafka mode). ``late_share`` (at most the default) sets the share
-    of events delivered late; with 0 the file is in event-time order except for duplicates."""
+    of events delivered late; with 0 the file is in event-time order except for duplicates.
+    ``effect``: the nurture effect (default :data:`DEFAULT_LIFT`)."""
     start_ms = rfc3339_to_ms(DEFAULT_START) if start is None else start
     span = int(days * DAY_MS)
     bucket_ms = max(MIN_MS, int(DAY_MS / time_scale))
     with tempfile.TemporaryDirectory(prefix="nurture-sim-") as tmp:
         files: dict[int, Any] = {}
         try:
-            lines = _lead_lines(seed, leads, start_ms, span, time_scale, late_share)
+            lines = _lead_lines(seed, leads, start_ms, span, time_scale, late_share, effect)
             customer_lines = _customer_lines(seed, customers, leads, start_ms, span, time_scale)
             for index, ev in itertools.chain(lines, customer_lines):
                 bucket = (ev.deliver_at - start_ms) // bucket_ms
@@ -413,13 +460,19 @@ def generate(
 
 
 def _lead_lines(
-    seed: int, leads: int, start_ms: int, span: int, time_scale: float, late_share: float
+    seed: int,
+    leads: int,
+    start_ms: int,
+    span: int,
+    time_scale: float,
+    late_share: float,
+    effect: NurtureEffect | None,
 ) -> Iterator[tuple[int, SimEvent]]:
     """Every lead's lines with its index, delivery times scaled (Kafka mode)."""
     spread = random.Random(f"{seed}:spread")
     for index in range(leads):
         created = start_ms + int(spread.random() * 0.8 * span)
-        for ev in lead_events(seed, index, created, start_ms + span, late_share):
+        for ev in lead_events(seed, index, created, start_ms + span, late_share, effect):
             deliver = start_ms + int((ev.deliver_at - start_ms) / time_scale)
             line = ev.line
             if time_scale != 1.0:
