@@ -47,6 +47,17 @@ def _salient(signals: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _interval_cells(cmp: dict[str, Any]) -> tuple[str, str, str]:
+    """(difference interval, relative lift with interval, verdict) for the table."""
+    diff, rel = cmp["difference"], cmp["relative_lift"]
+    if diff is None:
+        return "-", "-", f"not enough data (< {cmp['min_group_entries']} a side)"
+    interval = f"[{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}] pt"
+    estimate = "n/a" if rel["estimate"] is None else f"{100 * rel['estimate']:+.0f}%"
+    relative = f"{estimate} [{100 * rel['low']:+.0f}%, {100 * rel['high']:+.0f}%]"
+    return interval, relative, cmp["status"].replace("_", " ")
+
+
 def run(args: argparse.Namespace) -> int:
     import orjson
     from rich.console import Console
@@ -90,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         entries.add_row(program, str(a), str(b))
     console.print(entries)
     table = Table(title="pipeline contribution per program and ICP tier (summed over cohorts)")
-    for col in ("program", "tier", "group", "A entries", "A rate", "B entries", "B rate", "delta"):
+    columns = ("program", "tier", "group", "A entries", "A rate", "B entries", "B rate", "B - A")
+    for col in (*columns, "95% interval", "relative", "verdict"):
         table.add_column(col, justify="left" if col in ("program", "tier", "group") else "right")
     for row in doc["contribution"]:
         delta = row["rate_delta"]
@@ -103,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             str(row["b_entries"]),
             _pct(row["b_rate"]),
             "-" if delta is None else f"{100 * delta:+.1f} pt",
+            *_interval_cells(row["b_vs_a"]),
         )
     console.print(table)
     console.print(f"[bold]{doc['differing_leads']}[/] leads take a different path. Sample:")

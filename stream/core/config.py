@@ -181,6 +181,16 @@ class DedupeRules(_Section):
     max_event_ids: int = Field(default=32, ge=1, le=4096)
 
 
+class ReportRules(_Section):
+    """How reports judge nurtured-against-holdout comparisons (stream/report/stats.py); the
+    engine does not read it."""
+
+    min_group_entries: int = Field(default=30, ge=1)  # fewer in a group: "not enough data"
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100_000)
+    bootstrap_seed: int = Field(default=0, ge=0)
+
+
 @dataclass(frozen=True, slots=True)
 class Derived:
     """Values the hot path needs in epoch milliseconds, computed once per config."""
@@ -206,6 +216,7 @@ class RulesConfig(_Section):
     emails: EmailRules = EmailRules()
     dedupe: DedupeRules = DedupeRules()
     accounts: AccountRules = AccountRules()
+    report: ReportRules = ReportRules()
 
     _history: dict[str, RulesConfig] = PrivateAttr(default_factory=dict)
 

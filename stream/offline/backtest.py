@@ -6,6 +6,8 @@ config we keep a :class:`stream.report.PipelineReport` and, per lead, its *path*
 ``(to_program, to_state, reason)`` of its transitions. The result compares
 
 * pipeline contribution per program and ICP tier (summed over cohorts; nurtured and holdout),
+  with B against A: the rate difference and relative lift with 95% intervals and sample sizes
+  (``not_enough_data`` below the rules' minimum; see :mod:`stream.report.stats`),
 * entries per program,
 * the leads whose path differs, with a deterministic sample showing the first divergence: the
   transition each config produced there (rule and signals) so a reader can see *why*.
@@ -26,6 +28,7 @@ import orjson
 from stream.offline.order import Counts, all_events, iter_lines, read_events, scan
 from stream.offline.runner import REPLAY_GC_THRESHOLD, EventTimeRunner, open_events
 from stream.report.html import contribution_rows
+from stream.report.stats import StatsSettings, compare_rates
 from topics.parse import InvalidEvent
 
 if TYPE_CHECKING:
@@ -64,8 +67,13 @@ def _entries(pipeline: dict[str, Any]) -> dict[str, int]:
     return out
 
 
-def compare_contribution(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows per program x tier x group with both configs' entries, opportunities and rates."""
+def compare_contribution(
+    a: dict[str, Any], b: dict[str, Any], stats: StatsSettings | None = None
+) -> list[dict[str, Any]]:
+    """Rows per program x tier x group with both configs' entries, opportunities and rates,
+    and B against A (:func:`stream.report.stats.compare_rates`, B treated, A control): the
+    rate difference and relative lift with their intervals, or ``not_enough_data``."""
+    stats = stats or StatsSettings()
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for side, pipeline in (("a", a), ("b", b)):
         for row in contribution_rows(pipeline):
@@ -84,6 +92,11 @@ def compare_contribution(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str,
         ra, rb = row["a_rate"], row["b_rate"]
         row["rate_delta"] = round(rb - ra, 4) if ra is not None and rb is not None else None
         if row["a_entries"] or row["b_entries"]:
+            row["b_vs_a"] = compare_rates(
+                (row["b_opportunities"], row["b_entries"]),
+                (row["a_opportunities"], row["a_entries"]),
+                stats,
+            )
             result.append(row)
     return result
 
@@ -194,7 +207,7 @@ def backtest_file(
         "transitions": {a.label: a.transitions, b.label: b.transitions},
         "actions": {a.label: a.actions, b.label: b.actions},
         "entries": {a.label: _entries(pipe_a), b.label: _entries(pipe_b)},
-        "contribution": compare_contribution(pipe_a, pipe_b),
+        "contribution": compare_contribution(pipe_a, pipe_b, StatsSettings.from_rules(config_a)),
         "differing_leads": len(differing),
         "sample": samples,
     }

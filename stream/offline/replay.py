@@ -181,10 +181,14 @@ def replay_file(
                 )
         finally:
             bar.close(stats.events)
+    from stream.report.stats import StatsSettings, lift_rows
+
+    pipeline = report.to_dict()
     doc = {
         "replay": stats.to_dict(),
-        "pipeline": report.to_dict(),
+        "pipeline": pipeline,
         "flow": flow.to_dict(),
+        "lift": lift_rows(pipeline, StatsSettings.from_rules(config)),
         "post_sale": post_sale,
     }
     (out_dir / "report.json").write_bytes(
@@ -210,6 +214,7 @@ def _in_time_order(
     from stream.offline.accounts import AccountReplay
     from stream.offline.order import bucket_events
     from stream.offline.shards import merge_keyed, merge_results, run_buckets
+    from stream.report.stats import StatsSettings
 
     with (
         tempfile.TemporaryDirectory(prefix=".replay-", dir=out_dir) as tmp,
@@ -235,7 +240,7 @@ def _in_time_order(
         for kind, name in (("t", "transitions.jsonl"), ("a", "actions.jsonl")):
             with open(out_dir / name, "wb", buffering=1 << 20) as out:
                 merge_keyed(work, buckets, kind, out)
-    report, flow = merge_results(results)
+    report, flow = merge_results(results, StatsSettings.from_rules(config))
     _set_counts(stats, found, horizon)
     stats.timers_fired = sum(r.timers_fired for r in results)
     stats.transitions = sum(r.transitions for r in results)
@@ -268,6 +273,7 @@ def _in_file_order(
 ) -> tuple[Any, FlowStats, dict[str, Any]]:
     from stream.offline.accounts import AccountReplay
     from stream.report.pipeline import PipelineReport
+    from stream.report.stats import StatsSettings
 
     counts = Counts()
     with (
@@ -275,7 +281,8 @@ def _in_file_order(
         open(out_dir / "actions.jsonl", "wb", buffering=1 << 20) as a_out,
         AccountReplay(out_dir, config) as accounts,
     ):
-        recorder = Recorder(t_out.write, a_out.write, PipelineReport(), FlowStats())
+        report = PipelineReport(stats=StatsSettings.from_rules(config))
+        recorder = Recorder(t_out.write, a_out.write, report, FlowStats())
         runner = EventTimeRunner(config, recorder)
         gc_threshold = gc.get_threshold()
         # The run allocates many short-lived containers per event and no reference cycles of

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from stream.offline.order import bucket_events
 from stream.offline.outputs import FlowStats, Recorder
@@ -30,6 +30,7 @@ from stream.offline.runner import REPLAY_GC_THRESHOLD, EventTimeRunner
 if TYPE_CHECKING:
     from stream.core.config import RulesConfig
     from stream.report.pipeline import PipelineReport
+    from stream.report.stats import StatsSettings
 
 KEY_WIDTH = 16
 T = TypeVar("T")
@@ -152,11 +153,13 @@ def _key(line: bytes) -> bytes:
     return line[:KEY_WIDTH]
 
 
-def merge_results(results: list[BucketResult]) -> tuple[Any, FlowStats]:
+def merge_results(
+    results: list[BucketResult], stats: StatsSettings
+) -> tuple[PipelineReport, FlowStats]:
     """One pipeline report and one flow over all buckets (merged in bucket order)."""
     from stream.report.pipeline import PipelineReport
 
-    report, flow = PipelineReport(), FlowStats()
+    report, flow = PipelineReport(stats=stats), FlowStats()
     for result in results:
         report.merge(result.report)
         flow.merge(result.flow)

@@ -9,7 +9,10 @@ JSON; the page's script draws three charts as SVG:
 * contribution rate per program and ICP tier, nurtured against holdout (summed over cohorts:
   converted entries / entries), with entries and opportunities on hover;
 * time-to-opportunity histograms per program (days from entry to the first opportunity);
-* per email template and tier, conversion of receivers against non-receivers.
+* per email template and tier, conversion of receivers against non-receivers;
+* nurtured against holdout per program and tier: the rate difference with its 95% interval as
+  a whisker (``lift-ci``), the relative lift, the sample sizes, or "not enough data"
+  (``lift-nodata``), from the document's ``lift`` rows (:func:`stream.report.stats.lift_rows`).
 
 The output is deterministic (no timestamps), so replay stays byte-identical. Drawn elements carry
 the classes ``flow-band``, ``rate-bar``, ``tto-bar`` and ``template-bar``; the headless-browser
@@ -102,6 +105,7 @@ def chart_model(doc: dict[str, Any]) -> dict[str, Any]:
         "templates": template_rows(doc.get("pipeline", {})),
         "tto_edges": flow.get("tto_edges_days", []),
         "tto": {p: tto[p] for p in sorted(tto, key=lambda p: _rank(p, PROGRAM_ORDER))},
+        "lift": doc.get("lift", []),
     }
 
 
@@ -159,6 +163,12 @@ cohorts. Nurtured (solid) against holdout (pale), per tier.</p>
 <div class="legend"><span><i style="background:#3461d1"></i>nurtured</span>
 <span><i style="background:#a9bbe8"></i>holdout</span></div>
 <div id="rates"></div></section>
+<section><h2>Nurtured against holdout: how sure is the difference?</h2>
+<p class="note">Per program and ICP tier, summed over cohorts: contribution rate of nurtured
+minus holdout entries, in points, with its 95% interval (the whisker; the dot is the estimate),
+and the relative lift with its interval. An interval that crosses 0 is not significant: the
+difference may be noise. A group below the rules' minimum size shows "not enough data".</p>
+<div id="lift"></div></section>
 <section><h2>Time to opportunity</h2>
 <p class="note">Days from entering a program to the lead's first opportunity, per program:
 share of each group's converted entries per bucket (so nurtured and holdout compare).</p>
@@ -300,7 +310,38 @@ text(svg,left+Math.max(w,0.5)+5,y+s[4]*12+9,pct(s[1])+" of "+fmt(s[2]),"start",
 {"font-size":"10px"});});});
 document.getElementById("templates").appendChild(svg);}
 
-cards();flowChart();rateChart();ttoChart();templateChart();
+function pts(x){return (x>=0?"+":"")+(100*x).toFixed(1);}
+function liftChart(){var rows=D.lift||[];
+if(!rows.length){empty("lift","No program entries.");return;}
+var span=0.05;rows.forEach(function(r){if(r.difference){span=Math.max(span,
+Math.abs(r.difference.low),Math.abs(r.difference.high));}});
+var rowH=26,left=190,axis=300,W=1120,H=rows.length*rowH+34,x0=left+axis/2;
+function X(v){return x0+axis/2*v/span;}
+var svg=el("svg",{width:W,height:H,role:"img"},null);
+el("line",{x1:x0,x2:x0,y1:4,y2:H-26,stroke:"#667","stroke-dasharray":"3,3"},svg);
+[-span,0,span].forEach(function(v){text(svg,X(v),H-10,pts(v)+" pt","middle",
+{"font-size":"10px"});});
+rows.forEach(function(r,i){var y=14+i*rowH;
+text(svg,left-10,y+4,r.program+" \u00b7 "+r.tier,"end");
+var n="n "+fmt(r.treated_entries)+" / "+fmt(r.control_entries);
+if(!r.difference){var t=text(svg,left+axis+16,y+4,"not enough data ("+n+"; "+
+fmt(r.min_group_entries)+" each needed)","start",{"class":"lift-nodata",fill:"#889"});
+return;}
+var d=r.difference,rl=r.relative_lift,sig=r.status==="significant";
+var ci=el("line",{x1:X(d.low),x2:X(d.high),y1:y,y2:y,stroke:"#e4572e","stroke-width":4,
+"shape-rendering":"crispEdges","class":"lift-ci","data-low":d.low,"data-high":d.high},svg);
+[d.low,d.high].forEach(function(v){el("line",{x1:X(v),x2:X(v),y1:y-6,y2:y+6,stroke:"#e4572e",
+"stroke-width":2,"shape-rendering":"crispEdges"},svg);});
+el("circle",{cx:X(d.estimate),cy:y,r:4,fill:"#1d2433","class":"lift-point"},svg);
+var rel=rl&&rl.estimate!==null?pts(rl.estimate)+"%":"n/a";
+var label=pts(d.estimate)+" pt ["+pts(d.low)+", "+pts(d.high)+"] \u00b7 relative "+rel+
+" ["+pts(rl.low)+"%, "+pts(rl.high)+"%] \u00b7 "+n+" \u00b7 "+(sig?"significant":
+"not significant");
+text(svg,left+axis+16,y+4,label,"start",{"class":"lift-label","font-weight":sig?"600":"400"});
+hover(ci,r.program+" / "+r.tier+": "+label);});
+document.getElementById("lift").appendChild(svg);}
+
+cards();flowChart();rateChart();liftChart();ttoChart();templateChart();
 document.body.setAttribute("data-rendered","yes");
 })();
 </script>

@@ -27,7 +27,10 @@ never summed across programs (the report never blends programs, cohorts or tiers
 interpolation between closest ranks (numpy's default; the median of an even count is the mean
 of the middle two). *Lift* (per program x cohort x tier): nurtured minus holdout contribution
 rate (``rate_points``), the relative lift ``nurtured / holdout - 1`` (``None`` when the holdout
-rate is 0), and ``median_days_saved`` = holdout median minus nurtured median.
+rate is 0), and ``median_days_saved`` = holdout median minus nurtured median. ``interval``:
+the 95% intervals of the rate difference and the relative lift with both sample sizes, or
+``status: not_enough_data`` below the rules' ``report.min_group_entries``; each group's median
+time-to-opportunity has a bootstrap ``median_interval`` (see :mod:`stream.report.stats`).
 
 *Nurture path attribution*: for each email template (actions ``type == "send"``,
 ``channel == "email"``), per program of the send and per ICP tier of the lead's latest entry
@@ -67,6 +70,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from stream.core.model import DAY_MS, rfc3339_to_ms
+from stream.report.stats import StatsSettings, compare_rates, median_interval
 
 if TYPE_CHECKING:
     from stream.metrics import PipelineMetrics
@@ -176,7 +180,7 @@ class _Cell:
     entries: int = 0
     days: list[float] = field(default_factory=list)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, stats: StatsSettings) -> dict[str, Any]:
         conv = len(self.days)
         return {
             "entries": self.entries,
@@ -185,6 +189,7 @@ class _Cell:
             "time_to_opportunity_days": {
                 "median": _r(quantile(self.days, 0.5)) if self.days else None,
                 "p90": _r(quantile(self.days, 0.9)) if self.days else None,
+                "median_interval": median_interval(self.days, stats),
             },
         }
 
@@ -198,8 +203,10 @@ class PipelineReport:
         window_days: int = DEFAULT_WINDOW_DAYS,
         metrics: PipelineMetrics | None = None,
         store: LeadStore | None = None,
+        stats: StatsSettings | None = None,
     ) -> None:
         self.window_days = window_days
+        self.stats = stats or StatsSettings()
         self.metrics = metrics
         self._leads: LeadStore = store if store is not None else DictStore()
         self.transitions_seen = 0
@@ -265,11 +272,15 @@ class PipelineReport:
             self._leads.put(lead_id, lead)
 
     def merge(self, other: PipelineReport) -> None:
-        """Add the facts of a report over *other* leads (a replay bucket) to this one."""
-        shared = self._leads.keys() & other._leads.keys()
+        """Add the facts of a report over *other* leads (a replay bucket) to this one; both
+        keep their facts in memory (:class:`DictStore`)."""
+        mine, theirs = self._leads, other._leads
+        if not isinstance(mine, DictStore) or not isinstance(theirs, DictStore):
+            raise TypeError("only in-memory reports (DictStore) merge")
+        shared = mine.keys() & theirs.keys()
         if shared:
             raise ValueError(f"reports overlap on {len(shared)} leads, e.g. {min(shared)!r}")
-        self._leads.update(other._leads)
+        mine.update(theirs)
         self.transitions_seen += other.transitions_seen
         self.actions_seen += other.actions_seen
 
@@ -345,7 +356,10 @@ class PipelineReport:
         keys = sorted({(p, c, t) for p, c, t, _ in cells})
         out: dict[str, Any] = {}
         for program, cohort, tier in keys:
-            groups = {g: cells.get((program, cohort, tier, g), _Cell()).summary() for g in GROUPS}
+            groups = {
+                g: cells.get((program, cohort, tier, g), _Cell()).summary(self.stats)
+                for g in GROUPS
+            }
             n, h = groups["nurtured"], groups["holdout"]
             lift: dict[str, Any] = {"rate_points": None, "relative": None}
             if n["contribution_rate"] is not None and h["contribution_rate"] is not None:
@@ -355,6 +369,9 @@ class PipelineReport:
             nm = n["time_to_opportunity_days"]["median"]
             hm = h["time_to_opportunity_days"]["median"]
             lift["median_days_saved"] = _r(hm - nm) if nm is not None and hm is not None else None
+            lift["interval"] = compare_rates(
+                (n["opportunities"], n["entries"]), (h["opportunities"], h["entries"]), self.stats
+            )
             program_out = out.setdefault(program, {})
             program_out.setdefault(cohort, {})[tier] = {**groups, "lift": lift}
         return out

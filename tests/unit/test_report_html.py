@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +12,9 @@ from stream.core.model import DAY_MS, ms_to_rfc3339
 from stream.offline.replay import FlowStats
 from stream.report.html import chart_model, render_html
 from stream.report.pipeline import PipelineReport
+from tests.support.chromium import CHROMIUM, run_headless
 
 T0 = 1_790_000_000_000
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _transition(
@@ -121,27 +118,7 @@ def test_html_is_self_contained_and_deterministic() -> None:
 def test_charts_draw_in_headless_chromium(tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_html(sample_doc()), encoding="utf-8")
-    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
-    proc = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_headless(page, tmp_path, "--dump-dom")
     dom = proc.stdout
     assert 'data-rendered="yes"' in dom, proc.stderr[-2000:]
     bands = len(re.findall(r'class="flow-band"', dom))
