@@ -21,6 +21,7 @@ from stream.offline.replay import replay_file
 from stream.offline.simulate import generate, write_file
 
 OUTPUTS = ("transitions.jsonl", "actions.jsonl")
+ACCOUNT_OUTPUTS = ("account_transitions.jsonl", "account_actions.jsonl")
 
 
 def _lead_and_time(line: bytes) -> tuple[str, str]:
@@ -37,7 +38,7 @@ def two_orders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The same lines twice: grouped by lead (a warehouse export) and sorted by time."""
     folder = tmp_path_factory.mktemp("orders")
     sim = folder / "sim.jsonl"
-    write_file(sim, generate(500, 30, seed=11))
+    write_file(sim, generate(500, 30, seed=11, customers=20))
     lines = sim.read_bytes().splitlines()
     by_lead = sorted(lines, key=lambda x: _lead_and_time(x)[0])  # stable: file order per lead
     by_time = sorted(lines, key=lambda x: _lead_and_time(x)[1])
@@ -60,11 +61,13 @@ def test_grouped_and_time_sorted_files_give_identical_outputs_in_time_order(
     g = replay_file(grouped, tmp_path / "g", config, html=False)
     t = replay_file(timed, tmp_path / "t", config, html=False)
     assert g.transitions > 1000 and g.timers_fired > 100
-    for name in OUTPUTS:
+    assert (tmp_path / "g" / "account_transitions.jsonl").stat().st_size > 0
+    for name in (*OUTPUTS, *ACCOUNT_OUTPUTS):
         assert (tmp_path / "g" / name).read_bytes() == (tmp_path / "t" / name).read_bytes(), name
     report_g, report_t = _report(tmp_path / "g"), _report(tmp_path / "t")
     assert report_g["pipeline"] == report_t["pipeline"]
     assert report_g["flow"] == report_t["flow"]
+    assert report_g["post_sale"] == report_t["post_sale"]
     # the grouped file is far out of order, and the run says so
     assert g.late_events > g.events // 3 and t.late_events == 0
     assert g.lateness["max_hours"] > 24 * 7 and t.lateness["max_hours"] is None
@@ -94,7 +97,7 @@ def test_jobs_1_and_2_give_byte_identical_outputs(
     one = replay_file(grouped, tmp_path / "one", config, jobs=1)
     two = replay_file(grouped, tmp_path / "two", config, jobs=2)
     assert one.worker_peak_rss_mb is None and two.worker_peak_rss_mb is not None  # 2 processes
-    for name in (*OUTPUTS, "dead_letter.jsonl", "report.json", "report.html"):
+    for name in (*OUTPUTS, *ACCOUNT_OUTPUTS, "dead_letter.jsonl", "report.json", "report.html"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), (
             name
         )
