@@ -94,6 +94,25 @@ def encode_state(state: LeadState) -> bytes:
     return orjson.dumps([CODEC_VERSION, *fields, timers, state.timer_seq])
 
 
+# positions in the encoded list (the codec version comes first)
+_PROGRAM = LeadState._fields.index("program") + 1
+_PROGRAM_STATE = LeadState._fields.index("program_state") + 1
+
+
+def peek_program(data: bytes) -> tuple[str | None, str | None]:
+    """``(program, program_state)`` of encoded state, without building the LeadState (the
+    runtime counts program occupancy over a whole partition with it). Raises ValueError on
+    bytes :func:`encode_state` did not write."""
+    v = orjson.loads(data)
+    if not isinstance(v, list) or not v or v[0] != CODEC_VERSION or len(v) != 34:
+        raise ValueError("not an encoded LeadState (unknown codec version or shape)")
+    program, program_state = v[_PROGRAM], v[_PROGRAM_STATE]
+    return (
+        program if isinstance(program, str) else None,
+        program_state if isinstance(program_state, str) else None,
+    )
+
+
 def _i(x: str | None) -> str | None:
     return None if x is None else intern(x)
 

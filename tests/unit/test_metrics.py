@@ -253,3 +253,38 @@ def test_promtool_check_metrics_accepts_the_exposition() -> None:
         ["promtool", "check", "metrics"], input=m.render(), capture_output=True, timeout=30
     )
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+
+
+def test_occupancy_rebuilt_from_encoded_states_matches_decoded_states() -> None:
+    """The runtime rebuilds a partition's occupancy from its table with ``peek_program``:
+    the same (program, state) as a full decode, counted into nurture_leads."""
+    import random
+    from collections import Counter as Tally
+
+    from stream.core.state import LeadState, decode_state, encode_state, peek_program
+
+    rng = random.Random(5)
+    programs = [
+        (None, None),
+        ("mql_nurture", "awareness"),
+        ("mql_nurture", "solution"),
+        ("trial_nurture", "activated"),
+        ("low_touch", None),
+    ]
+    states = [
+        LeadState(f"L-{i}", program=p, program_state=s)
+        for i, (p, s) in enumerate(rng.choice(programs) for _ in range(200))
+    ]
+    encoded = [encode_state(st) for st in states]
+    pairs = [peek_program(raw) for raw in encoded]
+    assert pairs == [(d.program, d.program_state) for d in map(decode_state, encoded)]
+    m = Metrics()
+    counted = m.rebuild_occupancy(3, pairs)
+    expected = Tally((p, s or "") for p, s in pairs if p is not None)
+    assert counted == sum(expected.values())
+    for (program, state), n in expected.items():
+        assert (
+            m.registry.get_sample_value("nurture_leads", {"program": program, "state": state}) == n
+        )
+    with pytest.raises(ValueError):
+        peek_program(b'["not a state"]')
