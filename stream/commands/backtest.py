@@ -51,7 +51,7 @@ def _interval_cells(cmp: dict[str, Any]) -> tuple[str, str, str]:
     """(difference interval, relative lift with interval, verdict) for the table."""
     diff, rel = cmp["difference"], cmp["relative_lift"]
     if diff is None:
-        return "-", "-", f"not enough data (< {cmp['min_group_entries']} a side)"
+        return "-", "-", "not enough data"
     interval = f"[{100 * diff['low']:+.1f}, {100 * diff['high']:+.1f}] pt"
     estimate = "n/a" if rel["estimate"] is None else f"{100 * rel['estimate']:+.0f}%"
     relative = f"{estimate} [{100 * rel['low']:+.0f}%, {100 * rel['high']:+.0f}%]"
