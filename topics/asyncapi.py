@@ -3,7 +3,8 @@
 One source of truth: channels come from the topic catalog (:func:`topics.catalog.catalog`:
 names, keys, partitions, retention and cleanup policy), message payloads are the JSON Schemas
 of the pydantic contract models (the same ones ``topics/schemas/*.json`` holds), one message per
-event type, per action type and per transition target program. ``nurture schemas export``
+event type, per action type, per lead transition target program and per account
+transition kind. ``nurture schemas export``
 writes the file; a test fails when the committed file differs from what this module builds, and
 ``@asyncapi/cli validate`` checks it in ``make test``.
 
@@ -24,7 +25,12 @@ from pydantic import BaseModel
 from topics.catalog import INPUT_TOPIC_OF_SOURCE, TopicSpec, catalog
 from topics.events import EVENT_TYPES
 from topics.export import typed_event_model
-from topics.outputs import ActionRecord, DeadLetterRecord, TransitionRecord
+from topics.outputs import (
+    AccountTransitionRecord,
+    ActionRecord,
+    DeadLetterRecord,
+    TransitionRecord,
+)
 
 ASYNCAPI_PATH = Path(__file__).parent / "asyncapi.yaml"
 ASYNCAPI_VERSION = "3.0.0"
@@ -126,7 +132,7 @@ def _messages_by_topic(schemas: _Schemas) -> dict[str, dict[str, dict[str, Any]]
             f"action {action_type}",
             ActionRecord.__doc__.splitlines()[0] if ActionRecord.__doc__ else "action",
             _narrowed(action, "type", action_type),
-            "lead_id",
+            "lead_id; account_id for an account-level action (account_id set)",
         )
     transition = schemas.component(TransitionRecord, "transition")
     for program in _literal_values(TransitionRecord, "to_program"):
@@ -136,6 +142,15 @@ def _messages_by_topic(schemas: _Schemas) -> dict[str, dict[str, dict[str, Any]]
             "a lead moved into this program; reason names the rule, signals why",
             _narrowed(transition, "to_program", program),
             "lead_id",
+        )
+    account = schemas.component(AccountTransitionRecord, "account transition")
+    for kind in _literal_values(AccountTransitionRecord, "kind"):
+        out[TRANSITIONS_TOPIC][message_id("account_transition", kind)] = _message(
+            f"account_transition.{kind}",
+            f"account transition: {kind}",
+            "an account's stage, health band, risk flag or play changed; health explains it",
+            _narrowed(account, "kind", kind),
+            "account_id",
         )
     out[DEAD_LETTER_TOPIC] = {
         "dead_letter": _message(

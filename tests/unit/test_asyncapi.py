@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from tests.support.tools import NPM_BIN, require_tool
 from topics.asyncapi import ASYNCAPI_PATH, build, render
 from topics.catalog import INPUT_TOPIC_OF_SOURCE, catalog
 from topics.events import EVENT_TYPES
-from topics.outputs import PROGRAMS, ActionRecord
+from topics.outputs import PROGRAMS, AccountTransitionRecord, ActionRecord, HealthRecord
 
 GOOD_EVENT: dict[str, Any] = {
     "event_id": "e-1",
@@ -30,12 +31,21 @@ GOOD_EVENT: dict[str, Any] = {
     "properties": {"page": "pricing"},
 }
 ACTION_TYPES: tuple[str, ...] = get_args(ActionRecord.model_fields["type"].annotation)
+ACCOUNT_TRANSITION_KINDS: tuple[str, ...] = get_args(
+    AccountTransitionRecord.model_fields["kind"].annotation
+)
+
+
+@functools.cache
+def _parsed() -> dict[str, Any]:
+    doc = yaml.load(ASYNCAPI_PATH.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    assert isinstance(doc, dict)
+    return doc
 
 
 def _committed() -> dict[str, Any]:
-    doc = yaml.safe_load(ASYNCAPI_PATH.read_text())
-    assert isinstance(doc, dict)
-    return doc
+    """The committed document (a fresh copy: tests cut pieces out of it)."""
+    return copy.deepcopy(_parsed())
 
 
 def _channel_of(doc: dict[str, Any], topic: str) -> dict[str, Any] | None:
@@ -76,6 +86,11 @@ def missing_from(doc: dict[str, Any]) -> list[str]:
     missing += [f"action {t}" for t in ACTION_TYPES if f"action.{t}" not in actions]
     transitions = _message_names(doc, "nurture.transitions")
     missing += [f"transition {p}" for p in PROGRAMS if f"transition.{p}" not in transitions]
+    missing += [
+        f"account transition {k}"
+        for k in ACCOUNT_TRANSITION_KINDS
+        if f"account_transition.{k}" not in transitions
+    ]
     if "dead_letter" not in _message_names(doc, "nurture.dead-letter"):
         missing.append("dead letter")
     return missing
@@ -89,7 +104,8 @@ def test_every_catalog_topic_event_action_and_transition_type_is_in_the_document
     doc = _committed()
     assert missing_from(doc) == []
     assert len(doc["channels"]) == len(catalog())
-    expected = len(EVENT_TYPES) + len(ACTION_TYPES) + len(PROGRAMS) + 1
+    expected = len(EVENT_TYPES) + len(ACTION_TYPES) + len(PROGRAMS)
+    expected += len(ACCOUNT_TRANSITION_KINDS) + 1  # + the dead letter
     assert len(doc["components"]["messages"]) == expected
 
 
@@ -103,13 +119,17 @@ def test_every_catalog_topic_event_action_and_transition_type_is_in_the_document
         ),
         (("channels", "nurtureActions", "messages", "action_skipped"), "action skipped"),
         (("channels", "nurtureTransitions", "messages", "transition_sales"), "transition sales"),
+        (
+            ("channels", "nurtureTransitions", "messages", "account_transition_band"),
+            "account transition band",
+        ),
         (("operations", "sendNurtureDeadLetter"), "send operation on nurture.dead-letter"),
     ],
 )
 def test_the_completeness_check_reports_a_missing_topic_or_model(
     cut: tuple[str, ...], reported: str
 ) -> None:
-    doc = copy.deepcopy(_committed())
+    doc = _committed()
     parent = doc
     for key in cut[:-1]:
         parent = parent[key]
@@ -147,6 +167,22 @@ def test_payloads_accept_contract_records_and_reject_wrong_ones() -> None:
     assert _validator(doc, "action_send").is_valid(action)
     assert not _validator(doc, "action_handoff").is_valid(action)
     assert not _validator(doc, "action_send").is_valid({**action, "channel": "pigeon"})
+    account_action = {**action, "lead_id": None, "account_id": "A-7", "program": "onboarding"}
+    assert _validator(doc, "action_send").is_valid(account_action)
+    band = AccountTransitionRecord(
+        account_id="A-7",
+        kind="band",
+        from_value="green",
+        to_value="yellow",
+        reason="health.band",
+        signals={"score": 70},
+        health=HealthRecord(score=70, band="yellow", flags=[], components={}, config_version="1"),
+        caused_by="e-3",
+        at="2026-11-20T10:00:00Z",  # type: ignore[arg-type]
+    ).model_dump(mode="json")
+    assert _validator(doc, "account_transition_band").is_valid(band)
+    assert not _validator(doc, "account_transition_stage").is_valid(band)
+    assert not _validator(doc, "account_transition_band").is_valid({**band, "health": {}})
 
 
 def _asyncapi(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
