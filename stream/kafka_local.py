@@ -257,6 +257,7 @@ class LocalKafka:
         self.extra_properties = dict(extra_properties or {})
         self.secure = secure
         self.secure_port = 0
+        self._launch: list[str] = []
         self.data_dir: Path | None = None
         self.broker_port = 0
         self.controller_port = 0
@@ -315,8 +316,9 @@ class LocalKafka:
             started = time.monotonic()
             # PDEATHSIG fires when the *thread* that forked exits, so only from the main thread
             in_main = threading.current_thread() is threading.main_thread()
+            self._launch = [*java, BROKER_MAIN, str(props)]
             self._proc = subprocess.Popen(
-                [*java, BROKER_MAIN, str(props)],
+                self._launch,
                 stdin=subprocess.DEVNULL,
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
@@ -329,6 +331,27 @@ class LocalKafka:
             self.stop()
             raise
         return self
+
+    def restart(self, timeout: float = 20.0) -> None:
+        """Stop the broker (SIGTERM, controlled shutdown) and start it again on the same data
+        directory and ports; returns once it answers metadata requests again."""
+        proc = self._proc
+        if proc is None or not self._launch:
+            raise RuntimeError("LocalKafka is not started")
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        self._proc = subprocess.Popen(
+            self._launch,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_ready()
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (controlled shutdown), SIGKILL after ``timeout``, then delete the data dir."""
