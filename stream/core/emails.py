@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.core.draft import Ctx
+from stream.core.context import Ctx
 
 
 def frequency_gate(

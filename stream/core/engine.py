@@ -28,10 +28,10 @@ Semantics worth knowing (details in the modules):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import msgspec
 
 from stream.core.config import RulesConfig
-from stream.core.draft import EXITS, STRUCTURED, Ctx, Draft
+from stream.core.context import EXITS, STRUCTURED, Ctx
 from stream.core.facts import (
     ACTIVITY,
     DECISION_ADDED,
@@ -73,8 +73,10 @@ HANDLED_TYPES = frozenset(
 )
 
 
-class StepResult(NamedTuple):
-    """Immutable result of one step; unpacks as ``state, transitions, actions, timers``."""
+class StepResult(msgspec.Struct, frozen=True, gc=False):
+    """The result of one step. ``timers`` is ``state.timers``: the very same tuple object as the
+    input state's when the step left the lead's timers unchanged (callers may skip re-indexing).
+    """
 
     state: LeadState
     transitions: tuple[Transition, ...]
@@ -82,42 +84,33 @@ class StepResult(NamedTuple):
     timers: tuple[Timer, ...]
 
 
-_make = tuple.__new__  # builds a NamedTuple from its fields without the Python-level __new__
-
-
 def _noop(state: LeadState) -> StepResult:
-    return _make(StepResult, (state, (), (), state.timers))
+    return StepResult(state, (), (), state.timers)
 
 
 def _passive(state: LeadState, inp: Event, config: RulesConfig) -> StepResult:
     """Fast path for a PASSIVE event of a routed lead (no fact, no rule, no timer moves).
 
-    Exactly what the general path does for such an event, without the Draft/Ctx round trip:
+    Exactly what the general path does for such an event, without the Ctx and rule dispatch:
     dedupe ring, clock, account id, activity time, score decay and signal pruning."""
     at = inp.at
+    d = state.working_copy()
+    d.seen_ids = seen_add(state.seen_ids, inp.event_id, config.dedupe.max_event_ids)
     wm = state.watermark
-    now = at if wm is None or at > wm else wm
-    f = list(state)
-    f[30] = seen_add(state.seen_ids, inp.event_id, config.dedupe.max_event_ids)  # seen_ids
-    f[11] = now  # watermark
+    now = d.watermark = at if wm is None or at > wm else wm
     if inp.account_id is not None and state.account_id is None:
-        f[1] = inp.account_id
+        d.account_id = inp.account_id
     if inp.type in ACTIVITY:
         last = state.last_activity_at
         if last is None or at > last:
-            f[12] = at  # last_activity_at
-    events = state.score_events
-    signals = state.signal_events
-    if events or signals:
+            d.last_activity_at = at
+    if state.score_events or state.signal_events:
         ms = config.ms
-        if events and events[0][0] <= now - ms.score_decay_ms:  # compute_score, pruning
-            horizon = now - ms.score_decay_ms
-            events = f[19] = tuple(e for e in events if e[0] > horizon)
-            f[14] = ms.fit_points.get(state.icp_tier, 0) + sum([p for t, p in events if t <= now])
-        if signals and signals[0][0] < now - ms.signal_retention_ms:  # prune_signals
-            horizon = now - ms.signal_retention_ms
-            f[20] = tuple(e for e in signals if e[0] >= horizon)
-    return _make(StepResult, (_make(LeadState, f), (), (), state.timers))
+        if score_may_expire(d, now, config):
+            d.score = compute_score(d, now, config)
+        if d.signal_events and d.signal_events[0][0] < now - ms.signal_retention_ms:
+            prune_signals(d, now, config)
+    return StepResult(d, (), (), d.timers)
 
 
 def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) -> StepResult:
@@ -126,47 +119,47 @@ def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) 
         state = LeadState(inp.lead_id)
     if isinstance(inp, TimerFired):
         return _on_timer(state, inp, config)
-    if inp.type not in HANDLED_TYPES or seen_contains(state.seen_ids, inp.event_id):
+    etype = inp.type
+    if etype not in HANDLED_TYPES or seen_contains(state.seen_ids, inp.event_id):
         return _noop(state)
-    if inp.type in PASSIVE and state.program is not None and inp.event_id[:6] != "timer:":
+    if etype in PASSIVE and state.program is not None and inp.event_id[:6] != "timer:":
         return _passive(state, inp, config)  # an event id "timer:*" takes the general path
-    d = Draft(state)
+    at = inp.at
+    d = state.working_copy()
     d.seen_ids = seen_add(state.seen_ids, inp.event_id, config.dedupe.max_event_ids)
-    now = inp.at if state.watermark is None or inp.at > state.watermark else state.watermark
-    d.watermark = now
+    wm = state.watermark
+    now = d.watermark = at if wm is None or at > wm else wm
     if inp.account_id is not None and d.account_id is None:
         d.account_id = inp.account_id
-    ctx = Ctx(d, config, inp.event_id, inp.at, now)
-    flags = fold_event(d, inp.type, inp.at, inp.properties, config)
-    new_trial = inp.type == "trial.started" and start_trial(d, inp.at, config)
+    ctx = Ctx(d, config, inp.event_id, at, now)
+    flags = fold_event(d, etype, at, inp.properties, config)
+    new_trial = etype == "trial.started" and start_trial(d, at, config)
     ms = config.ms
-    score_events = d.score_events  # score_may_expire, inlined
     if flags & (SCORE_ADDED | TIER_CHANGED) or (
-        score_events and score_events[0][0] <= now - ms.score_decay_ms
+        d.score_events and d.score_events[0][0] <= now - ms.score_decay_ms
     ):
         d.score = compute_score(d, now, config)
-    if not (flags == 0 and inp.type in PASSIVE and state.program is not None):
+    if not (flags == 0 and etype in PASSIVE and state.program is not None):
         _rules(ctx, inp, flags, new_trial)
-    signal_events = d.signal_events
-    if signal_events and signal_events[0][0] < now - ms.signal_retention_ms:
+    if d.signal_events and d.signal_events[0][0] < now - ms.signal_retention_ms:
         prune_signals(d, now, config)
     return _finish(ctx, state.program)
 
 
 def _finish(ctx: Ctx, program_before: str | None) -> StepResult:
     # timers only need reconciling when the program or its state moved (or a timer fired)
-    if ctx.transitions or ctx.d.program != program_before or ctx.caused_by[:6] == "timer:":
+    d = ctx.d
+    if ctx.transitions or d.program != program_before or ctx.caused_by[:6] == "timer:":
         _reconcile_timers(ctx)
-    new = ctx.d.freeze()
-    return _make(StepResult, (new, tuple(ctx.transitions), tuple(ctx.actions), new.timers))
+    return StepResult(d, tuple(ctx.transitions), tuple(ctx.actions), d.timers)
 
 
 def _on_timer(state: LeadState, tf: TimerFired, config: RulesConfig) -> StepResult:
     timer = next((t for t in state.timers if t.timer_id == tf.timer_id), None)
     if timer is None:
         return _noop(state)
-    d = Draft(state)
-    d.timers = [t for t in d.timers if t.timer_id != tf.timer_id]
+    d = state.working_copy()
+    d.drop_timer(tf.timer_id)
     now = tf.at if state.watermark is None or tf.at > state.watermark else state.watermark
     d.watermark = now
     ctx = Ctx(d, config, "timer:" + tf.timer_id, tf.at, now)

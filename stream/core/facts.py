@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.core.config import RulesConfig
-from stream.core.draft import DAY, HOUR, Draft
+from stream.core.context import DAY, HOUR
 from stream.core.icp import icp_tier
+from stream.core.state import LeadState
 from stream.core.windows import insert_sorted
 
 #: events that count as product or email activity (silence rules)
@@ -70,7 +71,7 @@ def number(v: Any) -> float | None:
     return float(v)
 
 
-def update_firmographics(d: Draft, props: Mapping[str, Any], cfg: RulesConfig) -> bool:
+def update_firmographics(d: LeadState, props: Mapping[str, Any], cfg: RulesConfig) -> bool:
     """Merge profile fields; return True when the ICP tier changed."""
     size = props.get("company_size")
     if isinstance(size, int | float) and not isinstance(size, bool):
@@ -85,7 +86,7 @@ def update_firmographics(d: Draft, props: Mapping[str, Any], cfg: RulesConfig) -
     return False
 
 
-def add_score(d: Draft, at: int, points: int, cfg: RulesConfig) -> int:
+def add_score(d: LeadState, at: int, points: int, cfg: RulesConfig) -> int:
     """Record a score contribution; returns SCORE_ADDED when there was one."""
     if points <= 0:
         return 0
@@ -95,13 +96,13 @@ def add_score(d: Draft, at: int, points: int, cfg: RulesConfig) -> int:
     return SCORE_ADDED
 
 
-def score_may_expire(d: Draft, now: int, cfg: RulesConfig) -> bool:
+def score_may_expire(d: LeadState, now: int, cfg: RulesConfig) -> bool:
     """True when the oldest contribution has left its decay window (score must be redone)."""
     events = d.score_events
     return bool(events) and events[0][0] <= now - cfg.ms.score_decay_ms
 
 
-def compute_score(d: Draft, now: int, cfg: RulesConfig) -> int:
+def compute_score(d: LeadState, now: int, cfg: RulesConfig) -> int:
     """Fit points plus every contribution still inside its decay window at ``now``."""
     ms = cfg.ms
     fit = ms.fit_points.get(d.icp_tier, 0)
@@ -114,7 +115,7 @@ def compute_score(d: Draft, now: int, cfg: RulesConfig) -> int:
     return fit + sum([p for at, p in events if at <= now])
 
 
-def add_signal(d: Draft, at: int, kind: str, cfg: RulesConfig) -> None:
+def add_signal(d: LeadState, at: int, kind: str, cfg: RulesConfig) -> None:
     """Record a buying-stage signal. ``kind`` is ``d:*`` (decision), ``c:*`` (consideration) or
     ``s:sales_contact``. Retention covers two windows so late events still pair exactly."""
     lst = list(d.signal_events)
@@ -122,13 +123,13 @@ def add_signal(d: Draft, at: int, kind: str, cfg: RulesConfig) -> None:
     d.signal_events = tuple(lst)
 
 
-def prune_signals(d: Draft, now: int, cfg: RulesConfig) -> None:
+def prune_signals(d: LeadState, now: int, cfg: RulesConfig) -> None:
     if d.signal_events and d.signal_events[0][0] < now - cfg.ms.signal_retention_ms:
         horizon = now - cfg.ms.signal_retention_ms
         d.signal_events = tuple(e for e in d.signal_events if e[0] >= horizon)
 
 
-def signal_counts(d: Draft, now: int, cfg: RulesConfig) -> dict[str, int]:
+def signal_counts(d: LeadState, now: int, cfg: RulesConfig) -> dict[str, int]:
     """Counts per signal family in the current window ``(now - window, now]``."""
     horizon = now - cfg.ms.signal_window_ms
     pricing = comparison = roi = case_study = sales = decision = consideration = 0
@@ -168,7 +169,7 @@ def buying_stage(counts: Mapping[str, int]) -> str:
     return "awareness"
 
 
-def decision_times(d: Draft) -> list[int]:
+def decision_times(d: LeadState) -> list[int]:
     return [at for at, kind in d.signal_events if kind[0] == "d"]
 
 
@@ -178,7 +179,9 @@ DECISION_ADDED = 4
 SCORE_ADDED = 8
 
 
-def fold_event(d: Draft, etype: str, at: int, props: Mapping[str, Any], cfg: RulesConfig) -> int:
+def fold_event(
+    d: LeadState, etype: str, at: int, props: Mapping[str, Any], cfg: RulesConfig
+) -> int:
     """Update facts for one event. Returns flags: TIER_CHANGED | SIGNAL_ADDED | DECISION_ADDED."""
     flags = 0
     sig = cfg.signals
@@ -253,7 +256,7 @@ def fold_event(d: Draft, etype: str, at: int, props: Mapping[str, Any], cfg: Rul
     return flags
 
 
-def start_trial(d: Draft, at: int, cfg: RulesConfig) -> bool:
+def start_trial(d: LeadState, at: int, cfg: RulesConfig) -> bool:
     """Record a trial start. True when this starts a new trial (the first one, or a new one
     after the previous trial ran past its last checkpoint); a repeated start is ignored."""
     if d.trial_start is not None:
@@ -268,7 +271,7 @@ def start_trial(d: Draft, at: int, cfg: RulesConfig) -> bool:
     return True
 
 
-def _session(d: Draft, at: int, cfg: RulesConfig) -> None:
+def _session(d: LeadState, at: int, cfg: RulesConfig) -> None:
     if d.trial_start is not None and at < d.trial_start:
         return
     cap = cfg.trial.max_sessions_tracked
@@ -278,7 +281,7 @@ def _session(d: Draft, at: int, cfg: RulesConfig) -> None:
         d.sessions = tuple(lst[:cap])  # keep the earliest sessions (first-7-days count)
 
 
-def _usage(d: Draft, at: int, props: Mapping[str, Any], cfg: RulesConfig) -> None:
+def _usage(d: LeadState, at: int, props: Mapping[str, Any], cfg: RulesConfig) -> None:
     metric = props.get("metric")
     value = number(props.get("value"))
     if not isinstance(metric, str) or value is None:

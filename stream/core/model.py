@@ -4,16 +4,21 @@ Times inside the core are event time as integer epoch milliseconds. Nothing here
 The runtime (Kafka worker) and replay both build :class:`Event` / :class:`TimerFired` values and
 call ``stream.core.engine.step``; both serialise :class:`Transition` / :class:`Action` with
 ``to_record()`` into the contract shapes of DESIGN.md section 2.
+
+Every type is a frozen ``msgspec.Struct``: built in C (the hot path builds several per step),
+compared and printed field by field. ``gc=False``: their fields hold only scalars, tuples and
+plain-data dicts, which can never refer back to them, so the cycle collector need not track them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
+
+import msgspec
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -40,8 +45,7 @@ def rfc3339_to_ms(text: str) -> int:
     return (dt - _EPOCH) // _ONE_MS
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True, gc=False):
     """A validated contract event (see topics.events for the wire model)."""
 
     event_id: str
@@ -49,11 +53,10 @@ class Event:
     lead_id: str
     at: int  # occurred_at, epoch ms, event time
     account_id: str | None = None
-    properties: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class TimerFired:
+class TimerFired(msgspec.Struct, frozen=True, gc=False):
     """A pending timer of the lead has come due. ``at`` is the timer's due time (event time)."""
 
     lead_id: str
@@ -64,17 +67,18 @@ class TimerFired:
 Input = Event | TimerFired
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Timer:
-    """A durable per-lead timer. ``timer_id`` is unique per lead for the life of the lead."""
+class Timer(msgspec.Struct, frozen=True, order=True, gc=False, array_like=True):
+    """A durable per-lead timer. ``timer_id`` is unique per lead for the life of the lead.
+
+    Ordered by (due, timer_id, kind); stored inside the lead state as ``[due, timer_id, kind]``.
+    """
 
     due: int  # epoch ms, event time
     timer_id: str
     kind: str
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(msgspec.Struct, frozen=True, gc=False):
     lead_id: str
     from_program: str | None
     from_state: str | None
@@ -99,8 +103,7 @@ class Transition:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Action:
+class Action(msgspec.Struct, frozen=True, gc=False):
     """An action for downstream consumers. ``type`` is send|handoff|enroll|exit|suppress|skipped.
 
     ``skipped`` actions record a send that was withheld; ``skip_reason`` says why

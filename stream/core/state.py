@@ -1,24 +1,36 @@
-"""Per-lead state: a frozen record plus a compact, exact binary codec (orjson, positional).
+"""Per-lead state: one ``msgspec.Struct`` record plus its compact, exact binary codec.
 
 Everything a rule needs lives here and every collection is bounded by the config (signal
 windows, score contributions, sessions, features, usage samples, send times, seen event ids),
 so one lead's state stays a few hundred bytes whatever its history.
+
+A state is a value. ``step`` never changes the state it is given: it works on a shallow copy
+(:meth:`LeadState.working_copy`) that the rules change field by field, and returns that copy.
+Sharing the fields between the two is safe because every field holds an immutable value
+(scalars, strings, tuples). Code outside the core reads states and never assigns to them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from sys import intern
-from typing import NamedTuple
+from typing import Any
 
+import msgspec
 import orjson
 
 from stream.core.model import Timer
 
-CODEC_VERSION = 1
+#: stored layout: msgpack ``[CODEC_VERSION, [field, ...]]`` (fields in declaration order)
+CODEC_VERSION = 2
+_LEGACY_VERSION = 1  # orjson array of the NamedTuple era; still read (see _decode_v1)
 
 
-class LeadState(NamedTuple):
-    """Immutable (a NamedTuple: cheap to build, which the hot path does once per step)."""
+class LeadState(msgspec.Struct, gc=False, array_like=True):
+    """One lead. ``gc=False``: nothing in it can refer back to it (see the module docstring),
+    so a million states cost the cycle collector nothing. ``array_like``: stored as a
+    positional array (no field names per record); new fields go at the end with a default, so
+    states stored before they existed still decode."""
 
     lead_id: str
     account_id: str | None = None
@@ -59,9 +71,47 @@ class LeadState(NamedTuple):
     # journey-tool guarantees
     send_times: tuple[int, ...] = ()  # send clock of recent emails (frequency cap)
     seen_ids: str = ""  # ring of recent event ids: "\x1fid\x1fid\x1f" (one object: compact)
-    timers: tuple[Timer, ...] = ()  # pending timers, sorted by due
+    timers: tuple[Timer, ...] = ()  # pending timers, sorted (by due, then timer_id)
     timer_seq: int = 0  # makes timer ids unique per lead for its life
 
+    def working_copy(self) -> LeadState:
+        """A shallow copy for one step to change (the original stays as it was)."""
+        return _shallow_copy(self)
+
+    # -- timers (kept sorted; the tuple is replaced only when it changes) ------------------
+    def add_timer(self, kind: str, due: int, key: str | None = None) -> str:
+        """Schedule a timer; its id is unique for the lead's life (kind, sequence, due)."""
+        self.timer_seq += 1
+        timer_id = f"{kind}@{key}" if key is not None else f"{kind}#{self.timer_seq}@{due}"
+        self.timers = tuple(sorted((*self.timers, Timer(due, timer_id, kind))))
+        return timer_id
+
+    def cancel_timers(self, *kinds: str) -> None:
+        """Drop the pending timers of these kinds."""
+        timers = self.timers
+        if timers and any(t.kind in kinds for t in timers):
+            self.timers = tuple(t for t in timers if t.kind not in kinds)
+
+    def cancel_prefix(self, prefix: str) -> None:
+        """Drop the pending timers whose kind starts with ``prefix``."""
+        timers = self.timers
+        if timers and any(t.kind.startswith(prefix) for t in timers):
+            self.timers = tuple(t for t in timers if not t.kind.startswith(prefix))
+
+    def drop_timer(self, timer_id: str) -> None:
+        """Drop the pending timer with this id (it fired)."""
+        self.timers = tuple(t for t in self.timers if t.timer_id != timer_id)
+
+    def timer_of(self, kind: str) -> Timer | None:
+        """The pending timer of ``kind`` (the earliest), or None."""
+        for t in self.timers:
+            if t.kind == kind:
+                return t
+        return None
+
+
+#: msgspec's C ``Struct.__copy__`` (what ``copy.copy`` calls, minus its dispatch; not in the stubs)
+_shallow_copy: Callable[[LeadState], LeadState] = LeadState.__copy__  # type: ignore[attr-defined]
 
 SEP = "\x1f"
 
@@ -86,77 +136,106 @@ def seen_list(state: LeadState) -> list[str]:
     return state.seen_ids.split(SEP)[1:-1] if state.seen_ids else []
 
 
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(tuple[int, LeadState])
+
+
 def encode_state(state: LeadState) -> bytes:
     """Compact bytes for RocksDB / the changelog. ``decode_state(encode_state(s)) == s``."""
-    timers = [(t.due, t.timer_id, t.kind) for t in state.timers]
-    fields: list[object] = list(state[:-2])
-    fields[30] = state.seen_ids.split(SEP)[1:-1] if state.seen_ids else []  # no JSON escapes
-    return orjson.dumps([CODEC_VERSION, *fields, timers, state.timer_seq])
+    return _encoder.encode((CODEC_VERSION, state))
 
 
-# positions in the encoded list (the codec version comes first)
-_PROGRAM = LeadState._fields.index("program") + 1
-_PROGRAM_STATE = LeadState._fields.index("program_state") + 1
+def decode_state(data: bytes) -> LeadState:
+    """Inverse of :func:`encode_state`. Raises ValueError on bytes it did not write.
+
+    Also reads the version-1 layout (an orjson array) that stores written before the msgspec
+    record still hold. Small-vocabulary strings (tiers, programs, states, signal kinds,
+    features, metrics, timer kinds) are interned, so a million decoded leads share them
+    instead of holding copies."""
+    if data[:1] == b"[":
+        return _intern_vocabulary(_decode_v1(data))
+    try:
+        version, state = _decoder.decode(data)
+    except msgspec.DecodeError as err:
+        raise ValueError(f"not an encoded LeadState: {err}") from None
+    if version != CODEC_VERSION:
+        raise ValueError(f"not an encoded LeadState (unknown codec version {version})")
+    return _intern_vocabulary(state)
+
+
+class _ProgramPeek(msgspec.Struct, array_like=True, gc=False):
+    """The leading fields of an encoded :class:`LeadState`, up to ``program_state``; msgspec
+    skips the rest of the array without building it."""
+
+    lead_id: Any
+    account_id: Any
+    icp_tier: Any
+    company_size: Any
+    industry: Any
+    program: str | None
+    program_state: str | None
+
+
+_peek_decoder = msgspec.msgpack.Decoder(tuple[int, _ProgramPeek])
 
 
 def peek_program(data: bytes) -> tuple[str | None, str | None]:
     """``(program, program_state)`` of encoded state, without building the LeadState (the
     runtime counts program occupancy over a whole partition with it). Raises ValueError on
     bytes :func:`encode_state` did not write."""
-    v = orjson.loads(data)
-    if not isinstance(v, list) or not v or v[0] != CODEC_VERSION or len(v) != 34:
-        raise ValueError("not an encoded LeadState (unknown codec version or shape)")
-    program, program_state = v[_PROGRAM], v[_PROGRAM_STATE]
-    return (
-        program if isinstance(program, str) else None,
-        program_state if isinstance(program_state, str) else None,
-    )
+    if data[:1] == b"[":
+        v1 = _decode_v1(data)
+        return v1.program, v1.program_state
+    try:
+        version, peek = _peek_decoder.decode(data)
+    except msgspec.DecodeError as err:
+        raise ValueError(f"not an encoded LeadState: {err}") from None
+    if version != CODEC_VERSION:
+        raise ValueError(f"not an encoded LeadState (unknown codec version {version})")
+    return peek.program, peek.program_state
 
 
 def _i(x: str | None) -> str | None:
     return None if x is None else intern(x)
 
 
-def decode_state(data: bytes) -> LeadState:
-    """Inverse of :func:`encode_state`. Raises ValueError on bytes it did not write.
+def _intern_vocabulary(s: LeadState) -> LeadState:
+    """Intern the small-vocabulary strings of a freshly decoded state (changed in place)."""
+    s.icp_tier = intern(s.icp_tier)
+    s.industry = _i(s.industry)
+    s.program = _i(s.program)
+    s.program_state = _i(s.program_state)
+    s.program_version = _i(s.program_version)
+    s.reengage_context = _i(s.reengage_context)
+    s.email_blocked = _i(s.email_blocked)
+    if s.signal_events:
+        s.signal_events = tuple([(a, intern(k)) for a, k in s.signal_events])
+    if s.features:
+        s.features = tuple(map(intern, s.features))
+    if s.checkpoints:
+        s.checkpoints = tuple([(intern(n), intern(j)) for n, j in s.checkpoints])
+    if s.limits:
+        s.limits = tuple([(intern(m), x) for m, x in s.limits])
+    if s.usage:
+        s.usage = tuple([(intern(m), a, x) for m, a, x in s.usage])
+    if s.timers:
+        s.timers = tuple([Timer(t.due, t.timer_id, intern(t.kind)) for t in s.timers])
+    return s
 
-    Small-vocabulary strings (tiers, programs, states, signal kinds, features, metrics, timer
-    kinds) are interned, so a million decoded leads share them instead of holding copies."""
-    v = orjson.loads(data)
-    if not isinstance(v, list) or not v or v[0] != CODEC_VERSION or len(v) != 34:
+
+def _decode_v1(data: bytes) -> LeadState:
+    """The version-1 layout: ``[1, field, ...]`` in the same field order, with ``seen_ids`` as
+    a list of ids and each timer as ``[due, timer_id, kind]``."""
+    try:
+        v: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise ValueError(f"not an encoded LeadState: {err}") from None
+    if not isinstance(v, list) or len(v) != 34 or v[0] != _LEGACY_VERSION:
         raise ValueError("not an encoded LeadState (unknown codec version or shape)")
-    return LeadState(
-        v[1],
-        v[2],
-        intern(v[3]),
-        v[4],
-        _i(v[5]),
-        _i(v[6]),
-        _i(v[7]),
-        v[8],
-        _i(v[9]),
-        v[10],
-        _i(v[11]),
-        v[12],
-        v[13],
-        v[14],
-        v[15],
-        v[16],
-        v[17],
-        v[18],
-        _i(v[19]),
-        tuple((a, p) for a, p in v[20]),
-        tuple((a, intern(k)) for a, k in v[21]),
-        v[22],
-        v[23],
-        tuple(map(intern, v[24])),
-        tuple(v[25]),
-        tuple((intern(n), intern(j)) for n, j in v[26]),
-        tuple((intern(m), x) for m, x in v[27]),
-        tuple((intern(m), a, x) for m, a, x in v[28]),
-        tuple(v[29]),
-        tuple(v[30]),
-        f"{SEP}{SEP.join(v[31])}{SEP}" if v[31] else "",
-        tuple(Timer(d, i, intern(k)) for d, i, k in v[32]),
-        v[33],
-    )
+    doc = dict(zip(LeadState.__struct_fields__, v[1:], strict=False))
+    ids = doc["seen_ids"]
+    doc["seen_ids"] = f"{SEP}{SEP.join(ids)}{SEP}" if ids else ""
+    try:
+        return msgspec.convert(list(doc.values()), LeadState)
+    except msgspec.ValidationError as err:
+        raise ValueError(f"not an encoded LeadState: {err}") from None

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from stream.core.fastnew import slot_factory
 from stream.core.model import Event, TimerFired
 from topics.parse import InvalidEvent
 
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 #: garbage-collector thresholds while replaying (see :func:`stream.offline.replay.replay_file`)
 REPLAY_GC_THRESHOLD = (50_000, 20, 100)
 
-_new_timer_fired = slot_factory(TimerFired)  # TimerFired(...), built faster
 
 StepSink = Callable[["StepResult"], None]
 
@@ -105,7 +103,7 @@ class EventTimeRunner:
             if timers is None or timers.get(timer_id) != due:
                 continue  # cancelled or rescheduled: a stale heap entry
             self.timers_fired += 1
-            self._apply(lead_id, _new_timer_fired(lead_id, timer_id, due))
+            self._apply(lead_id, TimerFired(lead_id, timer_id, due))
 
     def process(self, event: Event) -> None:
         clock = self.clock

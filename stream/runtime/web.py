@@ -12,10 +12,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 
 from stream.core.model import ms_to_rfc3339
@@ -47,13 +47,13 @@ def lead_view(agent: LeadAgent, lead_id: str) -> dict[str, Any] | None:
     if rec is None or rec.state is None:
         return None
     state = rec.state
-    doc = state._asdict() if hasattr(state, "_asdict") else dataclasses.asdict(state)
-    doc = orjson.loads(orjson.dumps(doc, default=list))
+    doc = msgspec.structs.asdict(state)
+    doc.pop("timers", None)
+    doc = orjson.loads(orjson.dumps(doc))
     timers = [
         {"timer_id": t.timer_id, "kind": t.kind, "due": ms_to_rfc3339(t.due), "due_ms": t.due}
         for t in sorted(state.timers)
     ]
-    doc.pop("timers", None)
     return {
         "lead_id": lead_id,
         "program": state.program,

@@ -14,58 +14,88 @@ from stream.core.config import load_config, load_config_text
 from stream.core.icp import icp_tier
 from stream.core.ids import action_id, holdout_bucket
 from stream.core.model import DAY_MS, Timer
-from stream.core.state import LeadState, decode_state, encode_state, seen_list
+from stream.core.state import LeadState, decode_state, encode_state, peek_program, seen_list
 from stream.core.synth import drive, stream
 from stream.core.windows import count_in, insert_sorted, max_in_window_containing
 
 CFG = load_config()
 
 
+FULL = LeadState(
+    lead_id="L-1",
+    account_id="A-1",
+    icp_tier="high",
+    company_size=120,
+    industry="SaaS",
+    program="trial_nurture",
+    program_state="activated",
+    program_entered_at=5,
+    program_version="v1",
+    holdout=True,
+    reengage_context="trial",
+    watermark=99,
+    last_activity_at=98,
+    last_movement_at=97,
+    score=55,
+    mql_reached=True,
+    sales_contacted=False,
+    customer=True,
+    email_blocked="unsubscribed",
+    score_events=((1, 15), (2, 10)),
+    signal_events=((3, "d:pricing"), (4, "c:comparison")),
+    trial_start=7,
+    activated_at=8,
+    features=("a", "b"),
+    sessions=(9, 10),
+    checkpoints=(("48h", "activated"),),
+    limits=(("seats", 20.0), ("api_calls", 1000.0)),
+    usage=(("seats", 11, 16.0),),
+    expansion_fired=("seats:20",),
+    send_times=(12, 13),
+    seen_ids="\x1fe-1\x1fe-2\x1f",
+    timers=(Timer(100, "trial.7d@5", "trial.7d"), Timer(200, "silence#3@200", "silence")),
+    timer_seq=4,
+)
+
+
 def test_codec_round_trips_every_field_exactly() -> None:
-    s = LeadState(
-        "L-1",
-        "A-1",
-        "high",
-        120,
-        "SaaS",
-        "trial_nurture",
-        "activated",
-        5,
-        "v1",
-        True,
-        "trial",
-        99,
-        98,
-        97,
-        55,
-        True,
-        False,
-        True,
-        "unsubscribed",
-        ((1, 15), (2, 10)),
-        ((3, "d:pricing"), (4, "c:comparison")),
-        7,
-        8,
-        ("a", "b"),
-        (9, 10),
-        (("48h", "activated"),),
-        (("seats", 20.0), ("api_calls", 1000)),
-        (("seats", 11, 16.0),),
-        ("seats:20",),
-        (12, 13),
-        "\x1fe-1\x1fe-2\x1f",
-        (Timer(100, "trial.7d@5", "trial.7d"), Timer(200, "silence#3@200", "silence")),
-        4,
-    )
-    data = encode_state(s)
-    back = decode_state(data)
-    assert back == s and type(back) is LeadState
+    back = decode_state(encode_state(FULL))
+    assert back == FULL and type(back) is LeadState
     assert type(back.timers[0]) is Timer and back.score_events[0] == (1, 15)
+    assert type(back.features) is tuple and type(back.usage[0]) is tuple
     assert decode_state(encode_state(LeadState("x"))) == LeadState("x")
 
 
+def test_codec_interns_the_small_vocabulary() -> None:
+    """A million decoded leads share their tier, program, state and kind strings."""
+    a, b = decode_state(encode_state(FULL)), decode_state(encode_state(FULL))
+    assert a.program is b.program and a.program_state is b.program_state
+    assert a.signal_events[0][1] is b.signal_events[0][1]
+    assert a.timers[0].kind is b.timers[0].kind and a.checkpoints[0][1] is b.checkpoints[0][1]
+
+
+#: a state as the version-1 codec (orjson array, NamedTuple era) stored it
+V1_BYTES = (
+    b'[1,"L-1","A-1","high",120,"saas","trial_nurture","activated",5,"v1",true,"trial",99,98,'
+    b'97,55,true,false,true,"unsubscribed",[[1,15]],[[3,"d:pricing"]],7,8,["api"],[9],'
+    b'[["48h","activated"]],[["seats",20.0]],[["seats",11,16.0]],["seats:20"],[12],'
+    b'["e-1","e-2"],[[100,"trial.7d@5","trial.7d"]],4]'
+)
+
+
+def test_codec_still_reads_version_1_states() -> None:
+    """Stores written before the msgspec record keep working after an upgrade."""
+    s = decode_state(V1_BYTES)
+    assert s.lead_id == "L-1" and s.program == "trial_nurture" and s.holdout is True
+    assert s.signal_events == ((3, "d:pricing"),) and s.checkpoints == (("48h", "activated"),)
+    assert s.usage == (("seats", 11, 16.0),) and s.features == ("api",)
+    assert seen_list(s) == ["e-1", "e-2"]
+    assert s.timers == (Timer(100, "trial.7d@5", "trial.7d"),) and s.timer_seq == 4
+    assert decode_state(encode_state(s)) == s  # written back in the current layout
+
+
 def test_codec_rejects_foreign_bytes() -> None:
-    for junk in (b"[]", b"{}", b"[2, 1]", b'"x"'):
+    for junk in (b"[]", b"{}", b"[2, 1]", b'"x"', b"\x92\x07\x90", b"\xc1", b"[1,2]"):
         with pytest.raises(ValueError):
             decode_state(junk)
 
@@ -221,3 +251,12 @@ def test_outputs_identical_across_processes_and_hash_seeds() -> None:
         )
         digests.add(out.stdout.strip())
     assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def test_peek_program_reads_both_codec_versions() -> None:
+    assert peek_program(encode_state(FULL)) == ("trial_nurture", "activated")
+    assert peek_program(V1_BYTES) == ("trial_nurture", "activated")
+    assert peek_program(encode_state(LeadState("x"))) == (None, None)
+    for junk in (b"\x92\x07\x90", b"\xc1", b"[1,2]"):
+        with pytest.raises(ValueError):
+            peek_program(junk)

@@ -122,6 +122,7 @@ class Traced:
     inp: Event | TimerFired
     before: LeadState | None
     result: StepResult
+    before_bytes: bytes | None  # the input state's encoding, taken before the step ran
 
 
 def build_inputs(ops: list[Op]) -> list[Event | int]:
@@ -157,8 +158,9 @@ def trace(inputs: list[Event | int], through_codec: bool = False) -> list[Traced
     def do(inp: Event | TimerFired) -> None:
         nonlocal state
         before = decode_state(encode_state(state)) if through_codec and state else state
+        snapshot = None if before is None else encode_state(before)
         r = step(before, inp, CONFIG)
-        out.append(Traced(inp, before, r))
+        out.append(Traced(inp, before, r, snapshot))
         state = r.state
 
     for item in inputs:
@@ -228,6 +230,14 @@ def every_transition_has_a_reason(tr: list[Traced]) -> None:
             assert (a.type == "skipped") == (a.skip_reason is not None)
 
 
+def step_never_changes_its_input_state(tr: list[Traced]) -> None:
+    """States are values: the rules change a working copy, never the state they were given
+    (which the caller may still hold), neither during that step nor in any later one."""
+    for x in tr:
+        if x.before is not None:
+            assert encode_state(x.before) == x.before_bytes, x.inp
+
+
 def same_input_same_output(inputs: list[Event | int], tr: list[Traced]) -> None:
     # a second run, with every state round-tripped through the codec (as the state store
     # does), gives exactly the same outputs
@@ -262,6 +272,7 @@ def test_invariants_hold_over_generated_sequences(raw: bytes) -> None:
     each_checkpoint_fires_at_most_once_per_trial(tr)
     out_of_icp_never_in_structured_program(tr)
     every_transition_has_a_reason(tr)
+    step_never_changes_its_input_state(tr)
     same_input_same_output(inputs, tr)
     emails_sent_never_exceed_the_cap(tr)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.core.draft import DAY, Ctx
+from stream.core.context import DAY, Ctx
 from stream.core.emails import send_email
 from stream.core.facts import buying_stage, decision_times, signal_counts
 from stream.core.windows import max_in_window_containing

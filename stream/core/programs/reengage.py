@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.core.draft import DAY, Ctx
+from stream.core.context import DAY, Ctx
 from stream.core.emails import send_email
 
 RESPONSES = frozenset(

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream.core.draft import DAY, HOUR, Ctx, Draft
+from stream.core.context import DAY, HOUR, Ctx
 from stream.core.emails import send_email
+from stream.core.state import LeadState
 from stream.core.windows import count_in
 
 CHECKPOINTS = ("48h", "7d", "14d")
 
 
-def checkpoint_due(d: Draft, ctx: Ctx, name: str) -> int:
+def checkpoint_due(d: LeadState, ctx: Ctx, name: str) -> int:
     rules = ctx.pcfg.trial
     if name == "48h":
         hours = rules.checkpoint_48h_hours
@@ -25,7 +26,7 @@ def checkpoint_due(d: Draft, ctx: Ctx, name: str) -> int:
     return (d.trial_start or 0) + int(hours * HOUR)
 
 
-def judge(d: Draft, due: int) -> str:
+def judge(d: LeadState, due: int) -> str:
     """Engagement state at ``due`` from event times only (late arrivals included)."""
     if d.activated_at is not None and d.activated_at <= due:
         return "activated"
