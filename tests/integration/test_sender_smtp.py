@@ -130,16 +130,17 @@ def test_held_action_survives_a_restart_and_waits_for_deliver_after(
     kafka_settings: Settings,
 ) -> None:
     actions = [a for a in scenario_actions(3, seed=8) if a["type"] == "send"]
-    due = int(time.time() * 1000) + 8_000
-    held = dict(actions[0], deliver_after=ms_to_rfc3339(due))
     now_sends = actions[1:]
-    produce_raw(
-        kafka_settings.kafka_bootstrap_servers,
-        action_records(kafka_settings, [held, *now_sends]),
-    )
     with SmtpSink() as smtp:
         with sender_for(kafka_settings, smtp) as first:
             first.wait_ready()
+            # due 20 s after the sender is ready: room for a loaded machine to hold it first
+            due = int(time.time() * 1000) + 20_000
+            held = dict(actions[0], deliver_after=ms_to_rfc3339(due))
+            produce_raw(
+                kafka_settings.kafka_bootstrap_servers,
+                action_records(kafka_settings, [held, *now_sends]),
+            )
             smtp.wait_for(len(now_sends))
             wait_group_caught_up(
                 kafka_settings.kafka_bootstrap_servers,
@@ -148,11 +149,12 @@ def test_held_action_survives_a_restart_and_waits_for_deliver_after(
             )
             assert first.metric_sum("nurture_sender_held") == 1
             first.kill()  # the hold's offset is committed: only the store remembers it
+            assert time.time() * 1000 < due, "too slow to show the hold before it fell due"
         assert held["action_id"] not in smtp.message_ids()
         with sender_for(kafka_settings, smtp) as second:
             second.wait_ready()
             assert "1 held" in second.log_tail(100_000)
-            smtp.wait_for(len(now_sends) + 1, timeout=30)
+            smtp.wait_for(len(now_sends) + 1, timeout=60)
             assert second.metric_sum("nurture_sender_held") == 0
     counts = smtp.counts()
     assert counts[held["action_id"]] == 1
