@@ -32,7 +32,7 @@ import pytest
 
 from stream.offline.simulate import generate, write_file
 
-pytestmark = pytest.mark.bench
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(10800)]  # a 1M-lead run is long
 
 LEADS = 100_000
 BIG_LEADS = 1_000_000
