@@ -95,6 +95,7 @@ def run_bucket(
     finally:
         gc.set_threshold(*gc_threshold)
         gc.unfreeze()
+    recorder.flow.drop_open_entries()  # the bucket's leads are done: only the counts travel
     return BucketResult(
         bucket=bucket,
         transitions=recorder.transitions,
