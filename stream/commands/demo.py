@@ -72,7 +72,11 @@ def register(sub: Any) -> None:
 
 
 def scaled_rules(source: Path | None, time_scale: float) -> str:
-    """The rules YAML with every ``*_days`` / ``*_hours`` value divided by ``time_scale``."""
+    """The rules YAML with every ``*_days`` / ``*_hours`` value divided by ``time_scale``.
+
+    The ``accounts`` section is left as it is: account health counts sessions in whole-day
+    buckets (``trend_window_days`` is an integer), so post-sale timing is not compressed in the
+    demo; its accounts show their onboarding tasks and health, not months of plays."""
     import yaml
 
     from stream.core.config import DEFAULT_RULES, load_config_text
@@ -94,7 +98,9 @@ def scaled_rules(source: Path | None, time_scale: float) -> str:
             return out
         return node
 
-    scaled = walk(data)
+    scaled = walk({key: value for key, value in data.items() if key != "accounts"})
+    if "accounts" in data:
+        scaled["accounts"] = data["accounts"]
     scaled["version"] = f"{data.get('version', 'rules')}+demo-x{time_scale:g}"
     text = yaml.safe_dump(scaled, sort_keys=False)
     load_config_text(text, "<scaled demo rules>")  # validate before anyone uses it
