@@ -58,24 +58,33 @@ def create_app(
     config: RulesConfig | None = None,
 ) -> faust.App:
     """Build the worker app from settings (default: ``NURTURE_*`` environment)."""
-    import faust
     from faust.types import TP
 
     from stream.core.config import load_config
     from stream.metrics import Metrics
     from stream.runtime.account_agent import install_accounts
     from stream.runtime.accounts import account_topic_name
-    from stream.runtime.agent import LeadAgent, Ticker, tick_topic_name
+    from stream.runtime.agent import LeadRunner, tick_topic_name
+    from stream.runtime.counters import RuntimeCounters
+    from stream.runtime.drain import NurtureApp
     from stream.runtime.processor import LeadProcessor
+    from stream.runtime.tablestore import TableStore
     from stream.runtime.web import readiness, register_views
     from stream.settings import load_settings
 
     s = settings if settings is not None else load_settings()
+    if s.processing_guarantee != "at_least_once":
+        raise SystemExit(
+            "invalid configuration:\n  processing_guarantee (env NURTURE_PROCESSING_GUARANTEE): "
+            f"{s.processing_guarantee!r} is not supported by the batch runtime; "
+            "use at_least_once (outbox + applied offsets, see stream/app.py)"
+        )
+    quiet_client_logs()
     rules = config if config is not None else load_config(s.rules_file)
     m = metrics if metrics is not None else Metrics()
     n = s.topic_partitions
 
-    app = faust.App(
+    app = NurtureApp(
         s.app_id,
         broker=[f"kafka://{h.strip()}" for h in s.kafka_bootstrap_servers.split(",")],
         broker_credentials=s.faust_credentials(),
@@ -91,8 +100,8 @@ def create_app(
         # is 60 s); 15 s keeps failover short while tolerating a busy event loop
         broker_session_timeout=15.0,
         broker_heartbeat_interval=3.0,
-        # throughput (measured with tests/bench/test_bench_worker.py): batch produce requests
-        # (5 ms linger, well inside the 50 ms event-to-action budget) and fetch in larger bites
+        # throughput: batch produce requests (5 ms linger, well inside the 50 ms
+        # event-to-action budget) and fetch in larger bites
         producer_linger=0.005,
         broker_max_poll_records=2000,
         consumer_max_fetch_size=4 * 1024 * 1024,
@@ -121,31 +130,25 @@ def create_app(
         value = offsets.get(TP(topic, partition))
         return None if value is None else int(value)
 
-    processor = LeadProcessor(rules, leads, committed=committed)
-    agent = LeadAgent(app, s, processor, m)
-    ticker = Ticker(app, agent, s)
+    store = TableStore(leads)
+    processor = LeadProcessor(rules, store, committed=committed)
+    runner = LeadRunner(app, s, processor, store, m, counters=RuntimeCounters(m.registry))
+    topic = runner.topic()
+    topic.subscribe()
+    app.fast_path = {name: runner.deliver for name in topic.topics}
+    app.task(runner.run)
     accounts = None
-    if s.accounts_enabled:  # post-sale: account agent + table; the lead agent re-keys to it
+    if s.accounts_enabled:  # post-sale: account runner + table; the lead runner re-keys to it
         accounts = install_accounts(app, s, rules, m, committed)
-        agent.account_topic = account_topic_name(s)
-
-    channel = app.topic(
-        *s.input_topics,
-        tick_topic_name(s),
-        partitions=n,
-        key_serializer="raw",
-        value_serializer="raw",
-    )
-    app.agent(channel, name="nurture-leads", concurrency=1)(agent)
-    app.timer(min(0.05, s.timer_tick_seconds), name="nurture-ticker")(ticker.tick)
+        runner.account_topic = account_topic_name(s)
 
     inputs = {*s.input_topics, tick_topic_name(s)}
 
     async def _revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        agent.on_revoked({tp.partition for tp in revoked if tp.topic in inputs})
+        await runner.on_revoked({tp.partition for tp in revoked if tp.topic in inputs})
 
     async def _assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        agent.on_assigned({tp.partition for tp in assigned if tp.topic in inputs})
+        await runner.on_assigned({tp.partition for tp in assigned if tp.topic in inputs})
 
     async def _gauges() -> None:
         tables: Any = app.tables
@@ -171,11 +174,20 @@ def create_app(
     app.on_partitions_revoked.connect(cast(Any, _revoked))
     app.on_partitions_assigned.connect(cast(Any, _assigned))
     app.timer(1.0, name="nurture-gauges")(_gauges)
-    register_views(app, s, agent, m)
-    app.nurture_agent = agent  # type: ignore[attr-defined]
+    register_views(app, s, runner, m)
+    app.nurture_agent = runner  # type: ignore[attr-defined]
     app.nurture_accounts = accounts  # type: ignore[attr-defined]
     app.nurture_metrics = m  # type: ignore[attr-defined]
     return app
+
+
+def quiet_client_logs() -> None:
+    """Keep the Kafka clients' per-request debug logging off the hot path whatever the root
+    level is (aiokafka logs every batch it sends at DEBUG)."""
+    for name in ("aiokafka", "kafka"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
 
 
 def tick_topic_spec(settings: Settings) -> TopicSpec:

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     topic_actions: str = "nurture.actions"
     topic_transitions: str = "nurture.transitions"
     topic_dead_letter: str = "nurture.dead-letter"
-    topic_partitions: int = Field(4, ge=1, le=1024)
+    topic_partitions: int = Field(12, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1)
 
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     timer_tick_seconds: float = Field(1.0, gt=0, le=60)
     accounts_enabled: bool = Field(
         True, description="post-sale accounts: re-key account events, run the account agent"
+    )
+    batch_size: int = Field(2000, ge=1, le=100_000, description="input messages per batch")
+    max_task_idle_ms: int = Field(
+        1000,
+        ge=0,
+        le=600_000,
+        description="how long a partition waits for an input topic with unread data before "
+        "it goes on without it in event time",
     )
     log_level: str = "info"
 

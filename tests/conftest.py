@@ -250,6 +250,9 @@ def kafka_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         # the lead tests compare exact outputs on the shared topics; accounts have their own
         # (tests/integration/test_accounts_stream.py turns them on)
         "accounts_enabled": False,
+        # 4 partitions keep topic creation, recovery and rebalances short on the CI machine;
+        # test_stream_replay_equivalence runs the default (12)
+        "topic_partitions": 4,
     }
     settings = Settings(**fields)
     ensure_topics(kafka_bootstrap, catalog_from_settings(settings))

@@ -7,7 +7,7 @@ from typing import Literal
 
 Role = Literal["input", "output", "internal"]
 
-DEFAULT_PARTITIONS = 4
+DEFAULT_PARTITIONS = 12
 WEEK_MS = 7 * 24 * 3600 * 1000
 
 

@@ -1,11 +1,13 @@
-"""The Faust side of accounts: the ``accounts`` table, the agent over
-``<app_id>-account-events`` and its tick topic, the ticker and ``GET /accounts/{account_id}``.
+"""The Faust side of accounts: the ``accounts`` table, the batch runner over
+``<app_id>-account-events`` and its tick topic, and ``GET /accounts/{account_id}``.
 
-:func:`install_accounts` adds all of it to the worker app; the lead agent forwards each event an
-account needs (:func:`stream.runtime.accounts.account_key`) with its original bytes, keyed by
-account. The account agent reuses the lead agent's machinery (outputs, dead letters, ticks,
-due-index rebuild after assignment) with the account processor; only parsing (the key is the
-account, not the lead), the output keys and the metrics differ.
+:func:`install_accounts` adds all of it to the worker app; the lead runner forwards each event
+an account needs (:func:`stream.runtime.accounts.account_key`) with its original bytes, keyed
+by account, in the same batch as the lead outputs (so before its offsets are acked). The
+account runner is the lead runner (:class:`stream.runtime.agent.LeadRunner`: per-partition
+batches, stream time, outbox, ticks, due-index rebuild after assignment) over one input topic
+with the account processor; only parsing (the key is the account, not the lead) and the
+metrics differ.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from stream.runtime.accounts import (
     account_view,
     as_account_input,
 )
-from stream.runtime.agent import LeadAgent, Ticker
-from stream.runtime.processor import Outcome
+from stream.runtime.agent import LeadRunner
+from stream.runtime.tablestore import TableStore
 from topics.parse import InvalidEvent, parse_event
 
 if TYPE_CHECKING:
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
 
     from stream.core.config import RulesConfig
     from stream.metrics import Metrics
-    from stream.runtime.processor import Committed
+    from stream.runtime.merge import Slot
+    from stream.runtime.processor import BatchResult, Committed
     from stream.settings import Settings
     from topics.catalog import TopicSpec
 
@@ -53,8 +56,8 @@ def account_topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
             account_topic_name(settings),
             "account_id",
             "internal",
-            "worker (lead agent re-keys events that carry an account_id)",
-            "worker (account agent)",
+            "worker (lead runner re-keys events that carry an account_id)",
+            "worker (account runner)",
             n,
             {"retention.ms": str(7 * 86_400_000), "cleanup.policy": "delete"},
         ),
@@ -62,7 +65,7 @@ def account_topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
             account_tick_topic_name(settings),
             "none (explicit partition)",
             "internal",
-            "worker account ticker",
+            "worker account runner",
             "worker",
             n,
             {"retention.ms": str(6 * 3600 * 1000), "cleanup.policy": "delete"},
@@ -70,51 +73,20 @@ def account_topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
     )
 
 
-class AccountAgent(LeadAgent):
-    """One message at a time for the account partitions this worker owns."""
+class AccountRunner(LeadRunner):
+    """Batches of the account partitions this worker owns."""
 
-    def __init__(self, app: faust.App, settings: Settings, processor: Any, metrics: Any) -> None:
-        super().__init__(app, settings, processor, metrics)
-        self.tick_topic = account_tick_topic_name(settings)
-        self.input_topics = {account_topic_name(settings)}
-
-    async def handle(self, msg: Any) -> None:
-        topic, partition, offset = msg.topic, msg.partition, msg.offset
-        if topic == self.tick_topic:
-            await self._on_tick(topic, partition, offset)
-            return
-        raw, key = msg.value, msg.key
+    def parse(self, message: Any) -> tuple[Any, InvalidEvent | None]:
+        raw, key = message.value, message.key
         try:
             event = parse_event(raw or b"")
-        except InvalidEvent as exc:  # the lead agent forwards only valid events
-            await self._dead_letter(raw or b"", key, exc.reason, exc.detail, msg)
-            return
+        except InvalidEvent as exc:  # the lead runner forwards only valid events
+            return None, exc
         if event.account_id is None or key != event.account_id.encode():
-            await self._dead_letter(raw, key, "key_mismatch", "account key != account_id", msg)
-            return
-        try:
-            self.ensure_index(partition)
-            inp: Any = as_account_input(event)  # keyed by account (see runtime.accounts)
-            out = self.processor.on_event(inp, topic, partition, offset)
-        except Exception as exc:  # a core bug must not stop the worker: park the message
-            log.exception("account processing %s:%s:%s failed", topic, partition, offset)
-            await self._dead_letter(raw, key, "processing_error", repr(exc)[:500], msg)
-            return
-        self.events_processed += 1
-        await self._emit(key, out, topic, partition)
+            return None, InvalidEvent("key_mismatch", "account key != account_id")
+        return as_account_input(event), None  # keyed by account (see runtime.accounts)
 
-    async def _emit(self, key: bytes | None, out: Outcome, src: str, part: int) -> None:
-        s = self.settings
-        self.duplicates_resent += out.replayed
-        for topic, values in (
-            (s.topic_transitions, out.transition_out),
-            (s.topic_actions, out.action_out),
-        ):
-            for value in values:
-                account = key if key is not None else orjson.loads(value)["account_id"].encode()
-                await self.send(topic, account, value, src, part)
-
-    def _observe(self, out: Outcome) -> None:
+    def observe_series(self, m: Metrics, result: BatchResult, slots: list[Slot]) -> None:
         """The lead series (transitions by program, timer lag) stay the leads' own."""
 
 
@@ -124,8 +96,8 @@ def install_accounts(
     rules: RulesConfig,
     metrics: Metrics | None,
     committed: Committed,
-) -> AccountAgent:
-    """Add the accounts table, agent, ticker, rebalance hooks and HTTP view to ``app``."""
+) -> AccountRunner:
+    """Add the accounts table, runner, rebalance hooks and HTTP view to ``app``."""
     from faust.web import Request, Response, View
 
     n = settings.topic_partitions
@@ -136,25 +108,32 @@ def install_accounts(
         value_type=bytes,
         options={"driver": "rocksdict"},
     )
-    processor = account_processor(rules, table, committed=committed)
-    agent = AccountAgent(app, settings, processor, metrics)
-    ticker = Ticker(app, agent, settings)
-    channel = app.topic(
-        account_topic_name(settings),
-        agent.tick_topic,
-        partitions=n,
-        key_serializer="raw",
-        value_serializer="raw",
+    store = TableStore(table)
+    processor = account_processor(rules, store, committed=committed)
+    runner = AccountRunner(
+        app,
+        settings,
+        processor,
+        store,
+        metrics,
+        inputs=(account_topic_name(settings),),
+        tick_topic=account_tick_topic_name(settings),
     )
-    app.agent(channel, name="nurture-accounts", concurrency=1)(agent)
-    app.timer(min(0.05, settings.timer_tick_seconds), name="nurture-account-ticker")(ticker.tick)
-    topics = {account_topic_name(settings), agent.tick_topic}
+    topic = runner.topic()
+    topic.subscribe()
+    fast_path: dict[str, Any] = getattr(app, "fast_path", {})
+    app.fast_path = {  # type: ignore[attr-defined]
+        **fast_path,
+        **{name: runner.deliver for name in topic.topics},
+    }
+    app.task(runner.run)
+    topics = {account_topic_name(settings), runner.tick_topic}
 
     async def _revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        agent.on_revoked({tp.partition for tp in revoked if tp.topic in topics})
+        await runner.on_revoked({tp.partition for tp in revoked if tp.topic in topics})
 
     async def _assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        agent.on_assigned({tp.partition for tp in assigned if tp.topic in topics})
+        await runner.on_assigned({tp.partition for tp in assigned if tp.topic in topics})
 
     app.on_partitions_revoked.connect(cast(Any, _revoked))
     app.on_partitions_assigned.connect(cast(Any, _assigned))
@@ -170,4 +149,4 @@ def install_accounts(
             return self.json({"error": "unknown account (or not on this worker)"}, status=404)
         return self.bytes(orjson.dumps(doc), content_type="application/json")
 
-    return agent
+    return runner

@@ -10,7 +10,7 @@ processor's bounded LRU in front of the table.
 The account processor is the lead processor (:class:`stream.runtime.processor.LeadProcessor`)
 with the account core plugged in: the same record layout (state + applied offsets + outbox +
 history), the same at-least-once recovery (a re-delivered input re-sends its outputs from the
-outbox instead of stepping again), the same due index and ticks. The processor keys by
+outbox instead of stepping again), the same due index, stream time and ticks. It keys by
 ``lead_id`` of its input, so an account input is wrapped in :class:`AccountInput` whose
 ``lead_id`` is the account id; the wrapped event keeps the person's ``lead_id`` for the core.
 """
@@ -24,7 +24,7 @@ from stream.accounts.engine import ACCOUNT_EVENT_TYPES, step_account
 from stream.accounts.model import AccountState, AccountStep, AccountTimerFired, decode_state
 from stream.accounts.model import encode_state as encode_account
 from stream.core.model import Event, TimerFired
-from stream.runtime.processor import Committed, LeadProcessor, StateStore, _never, now_ms
+from stream.runtime.processor import Committed, LeadProcessor, PartitionStore, _never, now_ms
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -68,19 +68,20 @@ def account_step(
 
 def account_processor(
     config: RulesConfig,
-    store: StateStore,
+    store: PartitionStore,
     *,
     clock: Callable[[], int] = now_ms,
     committed: Committed = _never,
     cache_size: int = 20_000,
 ) -> LeadProcessor:
-    """The processor of the ``accounts`` table (``on_event`` takes an :class:`AccountInput`)."""
+    """The processor of the ``accounts`` table (its inputs carry an :class:`AccountInput`)."""
     return LeadProcessor(
         config,
         store,
         cache_size=cache_size,
         clock=clock,
         committed=committed,
+        key_clock=True,  # the account topic is not in event time (see LeadProcessor)
         step=account_step,
         encode=encode_account,
         decode=decode_state,

@@ -1,18 +1,33 @@
-"""The Faust side of the worker: one agent over the input topics and the tick topic.
+"""The Faust side of the worker: batches per partition, in event time, under Faust.
 
-Everything that changes a lead happens inside this agent's stream iteration (concurrency 1,
-faust-streaming #606): input events, and timer firings, which arrive as ticks on an internal
-topic co-partitioned with the inputs. A tick for partition ``p`` is processed in order with
-``p``'s events, and its table writes land in changelog partition ``p`` with the lead's state.
+Faust keeps the consumer group, the assignment, table recovery, standbys, the web server and
+the lifecycle. Messages of the input topics and of the internal tick topic reach
+:class:`LeadRunner` through :class:`stream.runtime.intake.BatchTopic` (no per-message stream
+iteration). One task, :meth:`LeadRunner.run`, then loops over the partitions this worker owns:
 
-The :class:`Ticker` (an ``app.timer`` task) sends a tick to each partition this worker owns as
-soon as the partition's due index says a timer is due, at the latest every
-``timer_tick_seconds``, and when a partition's due index is not loaded yet (after assignment;
-the agent rebuilds it from the table on that tick, after table recovery).
+1. take up to ``batch_size`` buffered messages of the partition, merged in event time
+   (:class:`stream.runtime.merge.PartitionMerge`: heads of the input topics by
+   ``occurred_at``, holding while another input topic of the partition has unread data, for
+   at most ``max_task_idle_ms``);
+2. step them with :class:`stream.runtime.processor.LeadProcessor` (timers fire on the
+   partition's stream time, inline with the batch);
+3. write each touched lead once (one RocksDB ``WriteBatch``), queue the changelog records and
+   the outputs together (:class:`stream.runtime.sender.Sender`);
+4. ack the batch's messages. Faust commits acked offsets, after flushing the producer.
+
+A partition with nothing to read but a timer due on the wall clock gets a tick (a message to
+its partition of ``<app_id>-timer-ticks``): the tick is the input that anchors the timer
+outputs for the outbox (:mod:`stream.runtime.processor`).
+
+Another keyed state (accounts) can run its own :class:`LeadRunner`-style loop over its own
+topics and table: the loop depends on the processor only through ``prepare``/``process``/
+``forget_partitions`` and :class:`stream.runtime.processor.BatchResult`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,19 +35,27 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stream.runtime.accounts import account_key
-from stream.runtime.processor import LeadProcessor, Outcome, now_ms
+from stream.runtime.counters import RuntimeCounters
+from stream.runtime.intake import BatchTopic, Intake
+from stream.runtime.merge import PartitionMerge, Slot
+from stream.runtime.processor import NO_TIME, BatchResult, Input, LeadProcessor, now_ms
+from stream.runtime.sender import Record, Sender, last_offset
 from topics.parse import InvalidEvent, dead_letter_record, parse_event
 
 if TYPE_CHECKING:
     import faust
 
     from stream.metrics import Metrics
+    from stream.runtime.record import LeadRecord
+    from stream.runtime.tablestore import TableStore
     from stream.settings import Settings
 
 log = logging.getLogger("nurture.worker")
 
 MAX_DEAD_LETTER_BYTES = 900_000  # stay under the broker's default 1 MB message limit
-TICK_BATCH = 2000  # leads fired per tick; the rest go on the next (immediate) tick
+BUFFER_HIGH = 4096  # buffered messages of one topic partition that pause its fetching
+BUFFER_LOW = 1024  # ... and resume it
+LINGER_S = 0.005  # let a fetch's messages arrive before a small batch is cut
 
 
 def tick_topic_name(settings: Settings) -> str:
@@ -54,212 +77,423 @@ def _fit_dead_letter(record: bytes) -> bytes:
     return encoded
 
 
-class LeadAgent:
-    """Processes one message at a time for the partitions this worker owns."""
+class Parsed:
+    """A buffered input: the Faust message and its event, or why it is invalid."""
+
+    __slots__ = ("error", "event", "message")
+
+    def __init__(self, message: Any, event: Any, error: InvalidEvent | None) -> None:
+        self.message = message
+        self.event = event
+        self.error = error
+
+
+class LeadRunner:
+    """Buffers, merges and processes the input of the partitions this worker owns."""
 
     def __init__(
         self,
         app: faust.App,
         settings: Settings,
         processor: LeadProcessor,
+        store: TableStore,
         metrics: Metrics | None,
+        *,
+        inputs: tuple[str, ...] | None = None,
+        tick_topic: str | None = None,
+        counters: RuntimeCounters | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.processor = processor
+        self.store = store
         self.metrics = metrics
-        self.tick_topic = tick_topic_name(settings)
-        self.input_topics = set(settings.input_topics)
+        # the input topics in merge order (equal event times: CRM records, a lead's creation,
+        # before product events before email events)
+        self.merge_order = inputs or (
+            settings.topic_crm_events,
+            settings.topic_product_events,
+            settings.topic_email_events,
+        )
+        self.input_topics = tuple(self.merge_order)
+        self.tick_topic = tick_topic or tick_topic_name(settings)
+        self.account_topic: str | None = None  # set: forward account events (runtime.accounts)
+        self.batch_size = settings.batch_size
+        self.max_idle = settings.max_task_idle_ms / 1000.0
+        self.sender = Sender(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
+        self.merges: dict[int, PartitionMerge] = {}
+        self.ticks: dict[int, list[Any]] = {}
+        self.received: dict[tuple[str, int], int] = {}  # last offset buffered per topic partition
+        self.paused: dict[tuple[str, int], Any] = {}  # resume callbacks of paused partitions
         self.tick_outstanding: dict[int, float] = {}  # partition -> monotonic time sent
-        self.index_loaded_event = 0  # count of index rebuilds (for tests/ops)
+        self.intake = Intake(self.deliver, self._clear)
+        self.wake = asyncio.Event()
+        self.lock = asyncio.Lock()
         self.events_processed = 0
         self.dead_lettered = 0
         self.timers_fired = 0
         self.duplicates_resent = 0
-        self.eos = settings.processing_guarantee == "exactly_once"
-        self.account_topic: str | None = None  # set: forward account events (runtime.accounts)
         self.forwarded = 0
+        self.batches = 0
+        self.idle_timeouts = 0
+        self._logged = 0.0
+        self.busy_s = 0.0  # time spent in batch rounds (see idle_clock)
+        self.counters = counters  # the runtime series (one set per registry: the lead runner's)
 
-    # --- the agent body ----------------------------------------------------------------------
-    async def __call__(self, stream: Any) -> None:
-        async for event in stream.events():
-            await self.handle(event.message)
-
-    async def handle(self, msg: Any) -> None:
-        topic, partition, offset = msg.topic, msg.partition, msg.offset
-        if topic == self.tick_topic:
-            await self._on_tick(topic, partition, offset)
-            return
-        raw, key = msg.value, msg.key
-        if raw is None:
-            await self._dead_letter(b"", key, "empty_value", "tombstone / null value", msg)
-            return
-        try:
-            event = parse_event(raw, key, key_required=True)
-        except InvalidEvent as exc:
-            await self._dead_letter(raw, key, exc.reason, exc.detail, msg)
-            return
-        if self.account_topic is not None and (account := account_key(event)) is not None:
-            await self.send(self.account_topic, account, raw, topic, partition)
-            self.forwarded += 1
-        try:
-            self.ensure_index(partition)
-            out = self.processor.on_event(event, topic, partition, offset)
-        except Exception as exc:  # a core bug must not stop the worker: park the message
-            log.exception("processing %s:%s:%s failed", topic, partition, offset)
-            await self._dead_letter(raw, key, "processing_error", repr(exc)[:500], msg)
-            return
-        self.events_processed += 1
-        await self._emit(key, out, topic, partition)
-        m = self.metrics
-        if m is not None:
-            m.event_in(topic, event.type)
-            if msg.timestamp:
-                m.observe_latency(time.time() - msg.timestamp)
-            self._observe(out)
-
-    def ensure_index(self, partition: int) -> None:
-        """Rebuild the partition's due index from the (recovered) table before the first input
-        of the partition is processed after an assignment or a restart: an event must not
-        create an empty index that hides the timers of the partition's other leads."""
-        proc = self.processor
-        if proc.due.loaded(partition):
-            return
-        table: Any = proc.store
-        store = table.data
-        db = store._db_for_partition(partition)
-        n = proc.rebuild_index(partition, store._visible_items(db))
-        self.index_loaded_event += 1
-        log.info("timer index for partition %d rebuilt: %d leads with timers", partition, n)
-
-    async def _on_tick(self, topic: str, partition: int, offset: int) -> None:
-        self.tick_outstanding.pop(partition, None)
-        proc = self.processor
-        self.ensure_index(partition)
-        out, more = proc.on_tick(topic, partition, offset, limit=TICK_BATCH)
-        if more:
-            self.tick_outstanding.pop(partition, None)  # let the ticker send the next at once
-        self.timers_fired += len(out.fired_lags_ms)
-        if out.transition_out or out.action_out:
-            await self._emit(None, out, topic, partition)
-        if self.metrics is not None:
-            self._observe(out)
-
-    # --- outputs -----------------------------------------------------------------------------
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes, src_topic: str, src_partition: int
-    ) -> None:
-        """Send an output. At least once: the plain producer (flushed before every offset
-        commit). Exactly once: the transactional producer of the *input* partition, so the
-        output commits atomically with that partition's offsets and changelog writes."""
-        if self.eos:
-            app: Any = self.app
-            group = app.assignor.group_for_topic(src_topic)
-            tid = f"{app.conf.id}-{group}-{src_partition}"
-            await app.consumer.transactions.producer.send(
-                topic, key, value, None, None, None, transactional_id=tid
-            )
-        else:
-            await self.app.producer.send(topic, key, value, None, None, None)
-
-    async def _emit(self, key: bytes | None, out: Outcome, src: str, part: int) -> None:
-        send = self.send
-        s = self.settings
-        self.duplicates_resent += out.replayed
-        # all outputs of an event belong to its lead; a tick's outputs name theirs
-        for value in out.transition_out:
-            lead = key if key is not None else orjson.loads(value)["lead_id"].encode()
-            await send(s.topic_transitions, lead, value, src, part)
-        for value in out.action_out:
-            lead = key if key is not None else orjson.loads(value)["lead_id"].encode()
-            await send(s.topic_actions, lead, value, src, part)
-
-    def _observe(self, out: Outcome) -> None:
-        m = self.metrics
-        assert m is not None
-        for record in out.transition_records:
-            m.observe_transition(record)
-        for record in out.action_records:
-            m.observe_action(record)
-        for lag in out.fired_lags_ms:
-            m.timer_fired(lag / 1000.0)
-
-    async def _dead_letter(
-        self, raw: bytes, key: bytes | None, reason: str, detail: str, msg: Any
-    ) -> None:
-        record = dead_letter_record(
-            raw,
-            key,
-            reason,
-            detail,
-            topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
+    def topic(self) -> BatchTopic:
+        """The Faust topic over the input topics and the tick topic, delivering to us."""
+        n = self.settings.topic_partitions
+        return BatchTopic(
+            self.app,
+            topics=[*self.input_topics, self.tick_topic],
+            partitions=n,
+            key_serializer="raw",
+            value_serializer="raw",
+            intake=self.intake,
         )
-        await self.send(
-            self.settings.topic_dead_letter,
-            key,
-            _fit_dead_letter(record),
-            msg.topic,
-            msg.partition,
+
+    # --- intake (called by Faust's conductor for every message) ------------------------------
+    def deliver(self, value: Any, on_high: Any, on_drop: Any) -> None:
+        # Faust's compiled (Cython) conductor delivers an Event, the Python one our decode
+        message = getattr(value, "message", value)
+        topic, partition = message.topic, message.partition
+        if topic == self.tick_topic:
+            self.ticks.setdefault(partition, []).append(message)
+            self.wake.set()
+            return
+        event, error = self.parse(message)
+        merge = self.merges.get(partition)
+        if merge is None:
+            merge = self.merges[partition] = PartitionMerge(self.merge_order)
+        at = NO_TIME if event is None else event.at
+        n = merge.push(topic, Slot(at, message.offset, Parsed(message, event, error)))
+        tp = (topic, partition)
+        self.received[tp] = message.offset
+        if n >= BUFFER_HIGH and tp not in self.paused:
+            self.paused[tp] = on_drop
+            on_high()
+        self.wake.set()
+
+    def parse(self, message: Any) -> tuple[Any, InvalidEvent | None]:
+        """(the processor's input, None) or (None, why the message is invalid)."""
+        raw = message.value
+        if raw is None:
+            return None, InvalidEvent("empty_value", "tombstone / null value")
+        try:
+            return parse_event(raw, message.key, key_required=True), None
+        except InvalidEvent as exc:
+            return None, exc
+
+    def _clear(self) -> None:
+        """Faust cleared its queues (flow control, rebalance): drop what was buffered; Faust
+        seeks to the committed offsets before it delivers again."""
+        for merge in self.merges.values():
+            merge.clear()
+        self.ticks.clear()
+        self.received.clear()
+        self.paused.clear()
+
+    def _unread(self, partition: int) -> Any:
+        """``topic -> bool``: whether the broker has data of ``topic``/``partition`` that has
+        not been delivered to us (its high watermark is past what we received)."""
+        from faust.types import TP
+
+        consumer: Any = self.app.consumer
+        received = self.received
+
+        def unread(topic: str) -> bool:
+            tp = TP(topic, partition)
+            try:
+                high = consumer.highwater(tp)
+            except Exception:
+                return False  # not assigned (any more)
+            if high is None:
+                return True
+            last = received.get((topic, partition))
+            if last is None:
+                committed = consumer._committed_offset.get(tp)
+                return bool(high > (committed or 0))
+            return bool(high > last + 1)
+
+        return unread
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _ready(self) -> bool:
+        app: Any = self.app
+        return bool(
+            app.flow_control.is_active()
+            and not app.rebalancing
+            and app.tables.recovery.completed.is_set()
+        )
+
+    def owned_partitions(self) -> list[int]:
+        topics = set(self.input_topics)
+        return sorted(
+            {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in topics}
+        )
+
+    async def run(self) -> None:
+        """The worker's processing task (``app.task``)."""
+        interval = self.settings.timer_tick_seconds
+        while not self.app.should_stop:
+            timeout = self._next_wakeup(interval)
+            if not self.wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout)
+            if self.buffered() < self.batch_size:
+                await asyncio.sleep(LINGER_S)  # let the fetcher deliver more first
+            self.wake.clear()
+            if not self._ready():
+                continue
+            async with self.lock:
+                began = time.monotonic()
+                try:
+                    await self._round()
+                except Exception:
+                    log.exception("batch round failed")
+                    raise
+                finally:
+                    self.busy_s += time.monotonic() - began
+
+    def buffered(self) -> int:
+        return sum(m.buffered() for m in self.merges.values())
+
+    def idle_clock(self) -> float:
+        """Seconds of the event loop not spent in batch rounds: what the event-time merge's
+        bounded wait is measured in (while a long round runs, the fetcher cannot deliver, and
+        that must not count as the waited-for topic being idle)."""
+        return time.monotonic() - self.busy_s
+
+    def _next_wakeup(self, interval: float) -> float:
+        now = self.idle_clock()
+        wait = interval
+        for merge in self.merges.values():
+            left = merge.hold_remaining(now, self.max_idle)
+            if left is not None:
+                wait = min(wait, left + 0.001)
+        wall = now_ms()
+        for p in self.processor.partitions():
+            due = self.processor.earliest_due(p)
+            if due is not None and p not in self.tick_outstanding:
+                wait = min(wait, max(0.0, (due - wall) / 1000.0))
+        return max(wait, 0.001)
+
+    def _log_state(self, owned: list[int]) -> None:
+        now = time.monotonic()
+        if now - self._logged < 5.0 or not log.isEnabledFor(logging.DEBUG):
+            return
+        self._logged = now
+        for p in owned:
+            merge = self.merges.get(p)
+            if merge is None:
+                continue
+            unread = self._unread(p)
+            log.debug(
+                "partition %d: buffered %s, unread %s, forced %s, stream time %s, due %s",
+                p,
+                {t: len(q) for t, q in merge.queues.items()},
+                [t for t in merge.queues if unread(t)],
+                sorted(merge.forced),
+                self.processor.stream_time(p),
+                self.processor.earliest_due(p),
+            )
+
+    async def _round(self) -> None:
+        owned = self.owned_partitions()
+        self._log_state(owned)
+        proc = self.processor
+        for p in owned:
+            if not proc.prepared(p):
+                n = proc.prepare(p)
+                log.info("partition %d ready: %d leads with pending timers", p, n)
+        for p in owned:
+            if not self._ready():
+                return
+            await self._partition_round(p)
+
+    async def _partition_round(self, p: int) -> None:
+        merge = self.merges.get(p)
+        if merge is None:
+            merge = self.merges[p] = PartitionMerge(self.merge_order)
+        unread = self._unread(p)
+        before = merge.idle_timeouts
+        slots = merge.take(self.batch_size, unread, self.idle_clock(), self.max_idle)
+        if merge.idle_timeouts != before:
+            self.idle_timeouts += merge.idle_timeouts - before
+            if self.counters is not None:
+                self.counters.idle_timeouts.inc(merge.idle_timeouts - before)
+        self._resume_fetching(p, merge)
+        ticks = self.ticks.pop(p, None) or []
+        if ticks:
+            self.tick_outstanding.pop(p, None)
+        caught_up = merge.caught_up(unread)
+        if not slots and not ticks:
+            if caught_up:
+                await self._maybe_tick(p)
+            return
+        inputs = [Input(s.item.message.topic, s.offset, s.item.event) for s in slots]
+        inputs += [Input(t.topic, t.offset) for t in ticks]
+        messages = [s.item.message for s in slots] + ticks
+        consumer: Any = self.app.consumer
+        unacked = consumer._unacked_messages
+        for m in messages:
+            unacked.add(m)  # a rebalance waits for this batch (Consumer.wait_empty)
+        result = self.processor.process(p, inputs, caught_up)
+        if result.writes:
+            self.store.write(p, result.writes)
+        await self._flush(p, result, slots)
+        ack = consumer.ack
+        for m in messages:
+            ack(m)
+        self.batches += 1
+        self._observe(result, slots)
+        c = self.counters
+        if c is not None:
+            c.batches.inc()
+            c.batch_inputs.inc(len(messages))
+            if result.replayed:
+                c.outbox_resent.inc(result.replayed)
+            if result.skipped:
+                c.redelivered_skipped.inc(result.skipped)
+        if result.more_due or merge.buffered():
+            self.wake.set()
+
+    async def _flush(self, p: int, result: BatchResult, slots: list[Slot]) -> None:
+        """Queue the batch's changelog records (its state is written) and outputs together."""
+        s = self.settings
+        store = self.store
+        records: list[Record] = []
+        if result.writes:
+            changelog = store.changelog_topic
+            records += [(changelog, p, k, v) for k, v in result.writes.items()]
+        records += [(s.topic_transitions, None, k, v) for k, v in result.transitions]
+        records += [(s.topic_actions, None, k, v) for k, v in result.actions]
+        account_topic = self.account_topic
+        for slot in slots:
+            parsed = slot.item
+            if parsed.error is not None:
+                records.append(self._dead_letter(parsed.message, parsed.error))
+            elif account_topic is not None:
+                account = account_key(parsed.event)
+                if account is not None:  # the account's copy, with the original bytes
+                    records.append((account_topic, None, account, parsed.message.value))
+                    self.forwarded += 1
+        if result.failed:
+            by_input = {(x.item.message.topic, x.offset): x.item.message for x in slots}
+            for inp, detail in result.failed:
+                log.error("processing %s:%s:%s failed: %s", inp.topic, p, inp.offset, detail)
+                message = by_input[(inp.topic, inp.offset)]
+                error = InvalidEvent("processing_error", detail)
+                records.append(self._dead_letter(message, error))
+        if not records:
+            return
+        futures = await self.sender.send(records)
+        if result.writes:
+            changelog_futures = futures.get((store.changelog_topic, p))
+            if changelog_futures:
+                self._on_changelog_sent(p, changelog_futures)
+
+    def _on_changelog_sent(self, p: int, futures: list[Any]) -> None:
+        store = self.store
+
+        def done(_: Any) -> None:
+            if all(f.done() for f, _n in futures):
+                offset = last_offset(futures)
+                if offset is not None:
+                    store.set_persisted_offset(p, offset)
+
+        futures[-1][0].add_done_callback(done)
+
+    def _dead_letter(self, message: Any, error: InvalidEvent) -> Record:
+        record = dead_letter_record(
+            message.value or b"",
+            message.key,
+            error.reason,
+            error.detail,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
         )
         self.dead_lettered += 1
         if self.metrics is not None:
-            self.metrics.dead_letter(reason)
+            self.metrics.dead_letter(error.reason)
+        return (self.settings.topic_dead_letter, None, message.key, _fit_dead_letter(record))
+
+    def _resume_fetching(self, p: int, merge: PartitionMerge) -> None:
+        if not self.paused:
+            return
+        for topic, queue in merge.queues.items():
+            tp = (topic, p)
+            if tp in self.paused and len(queue) <= BUFFER_LOW:
+                self.paused.pop(tp)()
+
+    async def _maybe_tick(self, p: int) -> None:
+        """A caught-up partition with a timer due on the wall clock and no input: send it a
+        tick (its batch fires the timers), unless one is on its way."""
+        due = self.processor.earliest_due(p)
+        if due is None or due > now_ms():
+            return
+        now = time.monotonic()
+        sent = self.tick_outstanding.get(p)
+        if sent is not None and now - sent < 10 * self.settings.timer_tick_seconds:
+            return
+        self.tick_outstanding[p] = now
+        value = orjson.dumps({"now": now_ms()})
+        await self.sender.send([(self.tick_topic, p, None, value)])
+
+    def peek(self, lead_id: str) -> LeadRecord | None:
+        """A lead's record if its partition is on this worker (for the HTTP view)."""
+        found = self.store.get_any(lead_id.encode())
+        return None if found is None else self.processor.peek(found[0], lead_id)
+
+    # --- metrics ------------------------------------------------------------------
+    def _observe(self, result: BatchResult, slots: list[Slot]) -> None:
+        self.duplicates_resent += result.replayed
+        self.timers_fired += len(result.fired_lags_ms)
+        self.events_processed += sum(1 for slot in slots if slot.item.event is not None)
+        if self.metrics is not None:
+            self.observe_series(self.metrics, result, slots)
+
+    def observe_series(self, m: Metrics, result: BatchResult, slots: list[Slot]) -> None:
+        """The lead series of a batch: inputs by type, latency, transitions, actions, timers."""
+        now = time.time()
+        for slot in slots:
+            parsed = slot.item
+            if parsed.event is not None:
+                m.event_in(parsed.message.topic, parsed.event.type)
+                ts = parsed.message.timestamp
+                if ts:
+                    m.observe_latency(now - ts)
+        for record in result.transition_records:
+            m.observe_transition(record)
+        for record in result.action_records:
+            m.observe_action(record)
+        for lag in result.fired_lags_ms:
+            m.timer_fired(lag / 1000.0)
+        m.set_pending_timers(self.processor.pending_timers())
 
     # --- rebalance ---------------------------------------------------------------------------
-    def on_assigned(self, partitions: set[int]) -> None:
-        """Partitions newly assigned (or re-assigned) lose their cache and due index: another
-        worker may have changed them, and the index is rebuilt from the recovered table."""
+    async def on_revoked(self, partitions: set[int]) -> None:
+        async with self.lock:  # a batch in flight finishes first
+            self._forget(partitions)
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """Newly (re)assigned partitions lose cache, index and journal: another worker may have
+        changed them; they are rebuilt from the recovered table before their first batch."""
+        async with self.lock:
+            self._forget(partitions)
+
+    def _forget(self, partitions: set[int]) -> None:
         self.processor.forget_partitions(partitions)
         for p in partitions:
             self.tick_outstanding.pop(p, None)
+            merge = self.merges.pop(p, None)
+            if merge is not None:
+                merge.clear()
+            self.ticks.pop(p, None)
+        for tp in [tp for tp in self.received if tp[1] in partitions]:
+            del self.received[tp]
+            self.paused.pop(tp, None)
 
-    def on_revoked(self, partitions: set[int]) -> None:
-        self.processor.forget_partitions(partitions)
-        for p in partitions:
-            self.tick_outstanding.pop(p, None)
 
-
-class Ticker:
-    """Sends ticks to the tick-topic partitions this worker actively owns."""
-
-    def __init__(self, app: faust.App, agent: LeadAgent, settings: Settings) -> None:
-        self.app = app
-        self.agent = agent
-        self.max_interval = settings.timer_tick_seconds
-        self._last_sent: dict[int, float] = {}
-
-    def owned_partitions(self) -> list[int]:
-        topic = self.agent.tick_topic
-        return sorted(
-            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic
-        )
-
-    async def tick(self) -> None:
-        tables: Any = self.app.tables
-        if self.app.rebalancing or not tables.recovery.completed.is_set():
-            return
-        agent = self.agent
-        due = agent.processor.due
-        now_wall = now_ms()
-        now = time.monotonic()
-        for p in self.owned_partitions():
-            sent = agent.tick_outstanding.get(p)
-            if sent is not None and now - sent < 10 * self.max_interval:
-                continue  # the previous tick has not been processed yet
-            if due.loaded(p):
-                earliest = due.partition(p).earliest()
-                idle = now - self._last_sent.get(p, 0.0) >= self.max_interval
-                if not idle and (earliest is None or earliest > now_wall):
-                    continue
-            agent.tick_outstanding[p] = now
-            self._last_sent[p] = now
-            value = orjson.dumps({"now": now_wall})
-            # ticks are not part of any transaction: visible at once, harmless if repeated
-            producer = self.app.producer
-            await producer.maybe_start()
-            await producer.send(agent.tick_topic, None, value, p, None, None)
-        m = agent.metrics
-        if m is not None:
-            m.set_pending_timers(due.pending())
+LeadAgent = LeadRunner  # the name the web views use

@@ -1,33 +1,44 @@
-"""The per-lead processing logic of the worker, independent of Faust.
+"""The per-lead batch logic of the worker, independent of Faust.
 
-:class:`LeadProcessor` loads a lead's record (hot leads stay decoded in memory in front of the
-table), runs the pure core over an input, fires the lead's due timers, writes the record back
-and returns the encoded output records. The Faust agent (:mod:`stream.runtime.agent`) feeds it
-messages and sends what it returns; the benchmark and unit tests drive it with a dict store.
+:class:`LeadProcessor` steps one batch of one partition's inputs (already merged in event time
+by :mod:`stream.runtime.merge`) through the pure core, fires due timers on the partition's
+stream time, and returns what to send and what to write: each touched lead is encoded once
+per batch (one table write), outputs come back as one list. The runner
+(:mod:`stream.runtime.agent`) writes, sends, and only then acks the batch's offsets. The
+unit tests drive it with a dict store and an injected committed-offset function.
 
-Time model (the only clock reads of the product are here and in the ticker):
+Time model (the only clock read of the product is ``clock``, for the caught-up case):
 
-* For an event, ``clock = max(wall clock now, event.at)``. Before the event every pending timer
-  of the lead with ``due <= clock`` fires (in due order); then the event is stepped; then timers
-  the step scheduled at or before ``clock`` fire at once ("a checkpoint already in the past when
-  its cause arrives fires at once"). This is the live analogue of replay's event-time watermark
-  (:mod:`stream.offline.replay`): relative to its own events, a lead's timer never fires later
-  than in replay. Live, a timer can fire earlier than in replay when the lead's events arrive late.
-* A tick for a partition fires every timer of its leads with ``due <= wall clock now``.
-* Fire-once lives in the core (a ``TimerFired`` for a timer no longer pending is a no-op) and
-  re-delivered inputs are recognised by offset (:mod:`stream.runtime.record`).
+* Stream time of a partition = the largest ``occurred_at`` it has processed; once the
+  partition has caught up with its input topics it is ``max(stream time, wall clock)``.
+* Before an event is stepped, its lead's timers with ``due <= stream time`` fire (due order,
+  chains included); after it, timers the step scheduled at or before stream time fire at once.
+  This is replay's event-time watermark (:mod:`stream.offline.replay`) per partition.
+* After the batch's events, every lead of the partition with a timer due by stream time fires
+  (up to ``fire_limit`` leads per batch; the rest fire in the next batch): timers never wait
+  behind a queue of input messages.
+
+Delivery (at-least-once, see :mod:`stream.runtime.record`): every output of a batch is kept in
+its lead's outbox under the batch's *anchor*, the (topic, offset) of the batch's last input,
+and the partition's journal (table key ``__batch__:<p>``) lists the leads with outputs per
+anchor. The runner acks all inputs of a batch together after its outputs and writes are
+queued, and Faust flushes the producer before it commits, so either every input of a batch is
+committed with its outputs delivered, or the anchor is delivered again. A re-delivered anchor
+re-sends the listed leads' outputs (same ``action_id``); a re-delivered input whose offset is
+``<=`` its lead's applied offset is not stepped again. Journal and outbox entries are dropped
+once the consumer has committed past their anchor.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from stream.core.model import Event, TimerFired, Transition
+from stream.core.model import Event, TimerFired
 from stream.runtime.record import (
     HISTORY_KEEP,
     OUTBOX_CAP,
@@ -36,23 +47,24 @@ from stream.runtime.record import (
     peek_next_due,
     split_record,
 )
-from stream.runtime.timers import DueIndex
+from stream.runtime.timers import PartitionDue
 
 if TYPE_CHECKING:
     from stream.core.config import RulesConfig
 
 # a chain of timers whose firing schedules another already-due timer is bounded per input
 MAX_TIMER_CHAIN = 64
-TICK_KEY_PREFIX = "__tick__:"
 INTERNAL_PREFIX = "__"
+JOURNAL_PREFIX = "__batch__:"
+NO_TIME = -(2**62)
 
 
-class StateStore(Protocol):
-    """Where lead records live (a Faust table in the worker, a dict in tests)."""
+class PartitionStore(Protocol):
+    """Where lead records live, per partition (the Faust table's RocksDB, a dict in tests)."""
 
-    def get(self, key: str) -> bytes | None: ...
+    def get(self, partition: int, key: bytes) -> bytes | None: ...
 
-    def __setitem__(self, key: str, value: bytes) -> None: ...
+    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]: ...
 
 
 # (topic, partition) -> committed offset (the next offset a restarted consumer reads) or None
@@ -60,16 +72,66 @@ Committed = Callable[[str, int], "int | None"]
 
 
 @dataclass(slots=True)
-class Outcome:
-    """What processing one input produced; ``*_out`` are the encoded records to send."""
+class Input:
+    """One input message of a batch: an event, or an anchor-only message (a tick, or a
+    message that failed validation; ``event`` is None then)."""
 
-    transitions: list[Transition] = field(default_factory=list)
+    topic: str
+    offset: int
+    event: Event | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What one batch produced. ``transitions``/``actions`` are ``(lead key, JSON)`` to send;
+    ``writes`` are the table writes (one per touched lead, plus journal entries; ``None``
+    deletes a key)."""
+
+    partition: int
+    transitions: list[tuple[bytes, bytes]] = field(default_factory=list)
+    actions: list[tuple[bytes, bytes]] = field(default_factory=list)
+    writes: dict[bytes, bytes | None] = field(default_factory=dict)
     transition_records: list[dict[str, Any]] = field(default_factory=list)
-    transition_out: list[bytes] = field(default_factory=list)
     action_records: list[dict[str, Any]] = field(default_factory=list)
-    action_out: list[bytes] = field(default_factory=list)
-    fired_lags_ms: list[int] = field(default_factory=list)  # wall clock minus due, per timer
-    replayed: int = 0  # outputs re-sent for a re-delivered input
+    fired_lags_ms: list[int] = field(default_factory=list)  # stream time minus due, per timer
+    failed: list[tuple[Input, str]] = field(default_factory=list)  # core errors: dead-letter
+    replayed: int = 0  # outputs re-sent for a re-delivered anchor
+    skipped: int = 0  # re-delivered inputs not stepped again
+    stepped: int = 0  # events stepped through the core
+    more_due: bool = False  # leads still due by stream time (fire_limit reached)
+    stream_time: int = NO_TIME
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Outputs of one lead in the current batch: records, their JSON, timer lags."""
+
+    transitions: list[bytes] = field(default_factory=list)
+    transition_records: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[bytes] = field(default_factory=list)
+    action_records: list[dict[str, Any]] = field(default_factory=list)
+    lags: list[int] = field(default_factory=list)
+
+    def extend(self, other: _Pending) -> None:
+        self.transitions += other.transitions
+        self.transition_records += other.transition_records
+        self.actions += other.actions
+        self.action_records += other.action_records
+        self.lags += other.lags
+
+
+class PartitionState:
+    """What the processor keeps per partition: the hot-lead cache (dict order = LRU order),
+    the due index, the journal and the stream time."""
+
+    __slots__ = ("cache", "due", "journal", "pruned_at", "stream_time")
+
+    def __init__(self) -> None:
+        self.cache: dict[str, LeadRecord] = {}
+        self.due = PartitionDue()
+        self.journal: dict[str, list[str]] = {}  # anchor "topic:offset" -> leads with outputs
+        self.pruned_at: tuple[int | None, ...] = ()  # committed offsets at the last prune
+        self.stream_time = NO_TIME
 
 
 def now_ms() -> int:
@@ -80,17 +142,24 @@ def _never(topic: str, partition: int) -> int | None:
     return None
 
 
+def journal_key(partition: int, anchor: str) -> bytes:
+    """The table key of one journal entry: the leads with outputs under ``anchor``."""
+    return f"{JOURNAL_PREFIX}{partition}:{anchor}".encode()
+
+
 class LeadProcessor:
-    """Runs the core for the leads of the partitions this worker owns."""
+    """Runs the core over batches for the lead partitions this worker owns."""
 
     def __init__(
         self,
         config: RulesConfig,
-        store: StateStore,
+        store: PartitionStore,
         *,
         cache_size: int = 200_000,
         clock: Callable[[], int] = now_ms,
         committed: Committed = _never,
+        fire_limit: int = 2000,
+        key_clock: bool = False,
         step: Callable[..., Any] | None = None,
         encode: Callable[[Any], bytes] | None = None,
         decode: Callable[[bytes], Any] | None = None,
@@ -101,42 +170,70 @@ class LeadProcessor:
         self.store = store
         self.clock = clock
         self.committed = committed
+        self.fire_limit = fire_limit
+        # key_clock: a key's timers fire on max(wall clock, its own event time), not on the
+        # partition's stream time - for an input whose partition order is not event time
+        # (the account topic interleaves the account events of several input partitions)
+        self.key_clock = key_clock
         self._step = step or engine.step
         self._encode = encode or state.encode_state
         self._decode = decode or state.decode_state
         self.cache_size = cache_size
-        self._cache: dict[int, dict[str, LeadRecord]] = {}
-        self.due = DueIndex()
+        self._parts: dict[int, PartitionState] = {}
+        self.index_rebuilds = 0
 
-    # --- cache and index lifecycle -----------------------------------------------------------
+    # --- partition lifecycle -----------------------------------------------------------------
+    def prepared(self, partition: int) -> bool:
+        return partition in self._parts
+
+    def prepare(self, partition: int) -> int:
+        """Load the partition's due index (from the record headers) and journal from the
+        store; called before the partition's first batch after an assignment or a restart.
+        Returns the number of leads with pending timers."""
+        part = PartitionState()
+        entries = []
+        journal_prefix = f"{JOURNAL_PREFIX}{partition}:".encode()
+        for key, value in self.store.items(partition):
+            if key.startswith(b"__"):
+                if key.startswith(journal_prefix):
+                    part.journal[key[len(journal_prefix) :].decode()] = orjson.loads(value)
+                continue
+            due = peek_next_due(value)
+            if due is not None:
+                entries.append((key.decode(), due))
+        part.due.load(entries)
+        self._parts[partition] = part
+        self.index_rebuilds += 1
+        return len(part.due)
+
     def forget_partitions(self, partitions: Iterable[int]) -> None:
-        """Drop the cache and due index of partitions revoked from (or newly given to) us."""
+        """Drop cache, due index and journal of partitions revoked from (or newly given to) us."""
         for p in partitions:
-            self._cache.pop(p, None)
-            self.due.drop(p)
+            self._parts.pop(p, None)
 
-    def rebuild_index(self, partition: int, items: Iterable[tuple[bytes, bytes]]) -> int:
-        """Load the due index of ``partition`` from the table's ``(key, value)`` pairs."""
+    def partitions(self) -> list[int]:
+        return sorted(self._parts)
 
-        def entries() -> Iterable[tuple[str, int]]:
-            for key, raw in items:
-                if key.startswith(b"__"):
-                    continue
-                due = peek_next_due(raw)
-                if due is not None:
-                    yield key.decode(), due
+    def pending_timers(self) -> int:
+        return sum(len(p.due) for p in self._parts.values())
 
-        self._cache.pop(partition, None)
-        return self.due.load(partition, entries())
+    def earliest_due(self, partition: int) -> int | None:
+        part = self._parts.get(partition)
+        return None if part is None else part.due.earliest()
+
+    def stream_time(self, partition: int) -> int:
+        part = self._parts.get(partition)
+        return NO_TIME if part is None else part.stream_time
+
+    def leads_cached(self) -> int:
+        return sum(len(p.cache) for p in self._parts.values())
 
     # --- state access ------------------------------------------------------------------------
-    def load(self, partition: int, lead_id: str) -> LeadRecord:
-        cache = self._cache.get(partition)
-        if cache is None:
-            cache = self._cache[partition] = {}
+    def _load(self, part: PartitionState, partition: int, lead_id: str) -> LeadRecord:
+        cache = part.cache
         rec = cache.pop(lead_id, None)
         if rec is None:
-            raw = self.store.get(lead_id)
+            raw = self.store.get(partition, lead_id.encode())
             if raw is None:
                 rec = LeadRecord(None)
             else:
@@ -145,25 +242,26 @@ class LeadProcessor:
         cache[lead_id] = rec  # (re)insert at the end: dict order is the LRU order
         return rec
 
-    def _save(self, partition: int, lead_id: str, rec: LeadRecord) -> None:
-        if rec.outbox:
-            committed = self.committed
-            keep = []
-            for entry in rec.outbox:
-                done = committed(entry[0], entry[1])
-                if done is None or entry[2] >= done:
-                    keep.append(entry)
-            rec.outbox = keep[-OUTBOX_CAP:]
-        st = rec.state
-        self.store[lead_id] = encode_record(self._encode(st), rec, _next_due(st))
-        cache = self._cache.setdefault(partition, {})
-        cache[lead_id] = rec
-        limit = max(1, self.cache_size // max(1, len(self._cache)))
+    def _trim_cache(self, part: PartitionState) -> None:
+        cache = part.cache
+        limit = max(1, self.cache_size // max(1, len(self._parts)))
         while len(cache) > limit:
             del cache[next(iter(cache))]
 
+    def _live(self, topic: str, partition: int, offset: int) -> bool:
+        """Whether an anchor at ``offset`` may still be delivered again (not committed past)."""
+        done = self.committed(topic, partition)
+        return done is None or offset >= done
+
+    def _encode_record(self, partition: int, rec: LeadRecord) -> bytes:
+        if rec.outbox:
+            keep = [e for e in rec.outbox if self._live(e[0], partition, e[2])]
+            rec.outbox = keep[-OUTBOX_CAP:]
+        st = rec.state
+        return encode_record(self._encode(st), rec, _next_due(st))
+
     # --- processing --------------------------------------------------------------------------
-    def _fire_due(self, st: Any, lead_id: str, until: int, now: int, out: Outcome) -> Any:
+    def _fire_due(self, st: Any, lead_id: str, until: int, pending: _Pending) -> Any:
         for _ in range(MAX_TIMER_CHAIN):
             if st is None or not st.timers:
                 return st
@@ -171,123 +269,196 @@ class LeadProcessor:
             if timer.due > until:
                 return st
             result = self._step(st, TimerFired(lead_id, timer.timer_id, timer.due), self.config)
-            self._collect(result, out)
-            out.fired_lags_ms.append(now - timer.due)
+            self._collect(result, pending)
+            pending.lags.append(until - timer.due)
             if result.state is st:
                 return st  # the core ignored it: do not spin
             st = result.state
         return st
 
     @staticmethod
-    def _collect(result: Any, out: Outcome) -> None:
+    def _collect(result: Any, pending: _Pending) -> None:
         for t in result.transitions:
             record = t.to_record()
-            out.transitions.append(t)
-            out.transition_records.append(record)
-            out.transition_out.append(orjson.dumps(record))
+            pending.transition_records.append(record)
+            pending.transitions.append(orjson.dumps(record))
         for a in result.actions:
             record = a.to_record()
-            out.action_records.append(record)
-            out.action_out.append(orjson.dumps(record))
+            pending.action_records.append(record)
+            pending.actions.append(orjson.dumps(record))
 
-    def _record_outputs(
-        self, rec: LeadRecord, topic: str, partition: int, offset: int, out: Outcome
-    ) -> None:
-        rec.applied[f"{topic}:{partition}"] = offset
-        if out.transition_records:
-            rec.history = (rec.history + out.transition_records)[-HISTORY_KEEP:]
-        trs, acs = out.transition_out, out.action_out
-        if trs or acs:
-            rec.outbox.append(
-                [topic, partition, offset, [b.decode() for b in trs], [b.decode() for b in acs]]
-            )
+    def _replay(
+        self, part: PartitionState, partition: int, inp: Input, leads: list[str], res: BatchResult
+    ) -> dict[str, LeadRecord]:
+        touched = {}
+        topic, offset = inp.topic, inp.offset
+        for lead_id in leads:
+            rec = self._load(part, partition, lead_id)
+            for entry in rec.outbox:
+                if entry[2] == offset and entry[1] == partition and entry[0] == topic:
+                    key = lead_id.encode()
+                    res.transitions.extend((key, s.encode()) for s in entry[3])
+                    res.actions.extend((key, s.encode()) for s in entry[4])
+                    res.replayed += len(entry[3]) + len(entry[4])
+            touched[lead_id] = rec
+        return touched
 
-    @staticmethod
-    def _replay_outbox(
-        rec: LeadRecord, topic: str, partition: int, offset: int, out: Outcome
-    ) -> None:
-        for entry in rec.outbox:
-            if entry[2] == offset and entry[1] == partition and entry[0] == topic:
-                out.transition_out.extend(s.encode() for s in entry[3])
-                out.action_out.extend(s.encode() for s in entry[4])
-                out.replayed += len(entry[3]) + len(entry[4])
-
-    def on_event(self, event: Event, topic: str, partition: int, offset: int) -> Outcome:
-        out = Outcome()
-        lead_id = event.lead_id
-        rec = self.load(partition, lead_id)
-        if offset <= rec.applied.get(f"{topic}:{partition}", -1):
-            # a re-delivered input: re-send its outputs and re-write the record (under exactly
-            # once the first attempt's changelog write may have been aborted with its outputs)
-            self._replay_outbox(rec, topic, partition, offset, out)
-            self._save(partition, lead_id, rec)
-            return out
-        now = self.clock()
-        clock = max(now, event.at)
-        before = rec.state
-        st = self._fire_due(before, lead_id, clock, now, out)
-        result = self._step(st, event, self.config)
-        self._collect(result, out)
-        st = self._fire_due(result.state, lead_id, clock, now, out)
-        if st is not None and (st is not before or out.transition_out or out.action_out):
-            rec.state = st
-            self._record_outputs(rec, topic, partition, offset, out)
-            self._save(partition, lead_id, rec)
-            self.due.partition(partition).set(lead_id, _next_due(st))
-        return out
-
-    def on_tick(
-        self, topic: str, partition: int, offset: int, now: int | None = None, limit: int = 2000
-    ) -> tuple[Outcome, bool]:
-        """Fire the partition's due timers. Returns the outcome and whether leads remain due."""
-        out = Outcome()
-        now = self.clock() if now is None else now
-        tick_key = f"{TICK_KEY_PREFIX}{partition}"
-        raw = self.store.get(tick_key)
-        ticks: dict[str, Any] = orjson.loads(raw) if raw else {}
-        touched = ticks.get(str(offset))
-        if touched is not None:  # re-delivered tick: re-send what it produced
-            self.store[tick_key] = raw  # type: ignore[assignment]
-            for lead_id in touched:
-                rec = self.load(partition, lead_id)
-                self._replay_outbox(rec, topic, partition, offset, out)
-                if rec.state is not None:
-                    self._save(partition, lead_id, rec)
-        part = self.due.partition(partition)
-        due = part.pop_due(now, limit)
-        if due:
-            # the tick's lead list is written before the leads, so a replay finds them all
-            done = self.committed(topic, partition)
-            ticks = {k: v for k, v in ticks.items() if done is None or int(k) >= done}
-            ticks[str(offset)] = [lead_id for lead_id, _ in due]
-            self.store[tick_key] = orjson.dumps(ticks)
-        for lead_id, _due in due:
-            rec = self.load(partition, lead_id)
-            n0 = len(out.transition_out)
-            r0 = len(out.transition_records)
-            a0 = len(out.action_out)
-            st = self._fire_due(rec.state, lead_id, now, now, out)
+    def process(self, partition: int, inputs: Sequence[Input], caught_up: bool) -> BatchResult:
+        """Step one batch of ``partition`` (inputs in event-time order; at least one input,
+        the batch's anchor is the last). ``caught_up``: no input of the partition is left
+        unread, so stream time may advance to the wall clock."""
+        if not inputs:
+            raise ValueError("a batch needs at least one input (its anchor)")
+        part = self._parts.get(partition)
+        if part is None:
+            self.prepare(partition)
+            part = self._parts[partition]
+        res = BatchResult(partition)
+        dirty: dict[str, LeadRecord] = {}
+        pending: dict[str, _Pending] = {}
+        journal = part.journal
+        due = part.due
+        step = self._step
+        config = self.config
+        st_time = part.stream_time
+        key_clock = self.key_clock
+        wall = self.clock() if key_clock else NO_TIME
+        for inp in inputs:
+            if journal:
+                leads = journal.get(f"{inp.topic}:{inp.offset}")
+                if leads:  # a re-delivered anchor: re-send what its batch produced
+                    dirty.update(self._replay(part, partition, inp, leads, res))
+            event = inp.event
+            if event is None:
+                continue
+            if event.at > st_time:
+                st_time = event.at
+            lead_id = event.lead_id
+            rec = self._load(part, partition, lead_id)
+            applied_key = f"{inp.topic}:{partition}"
+            if inp.offset <= rec.applied.get(applied_key, -1):
+                res.skipped += 1
+                dirty[lead_id] = rec  # written again: its first changelog write may be lost
+                continue
+            before = rec.state
+            out = _Pending()
+            until = max(wall, event.at) if key_clock else st_time
+            try:
+                st = self._fire_due(before, lead_id, until, out)
+                result = step(st, event, config)
+                self._collect(result, out)
+                st = self._fire_due(result.state, lead_id, until, out)
+            except Exception as exc:  # a core bug must not stop the worker: park the input
+                res.failed.append((inp, repr(exc)[:500]))
+                continue
+            if out.transitions or out.actions or out.lags:
+                if lead_id in pending:
+                    pending[lead_id].extend(out)
+                else:
+                    pending[lead_id] = out
+            res.stepped += 1
+            rec.applied[applied_key] = inp.offset
+            if st is not before:
+                rec.state = st
+                dirty[lead_id] = rec
+                due.set(lead_id, _next_due(st))
+        if key_clock:
+            st_time = wall  # the partition's timers fire on the wall clock
+        elif caught_up:
+            st_time = max(st_time, self.clock())
+        part.stream_time = res.stream_time = st_time
+        for lead_id, _due in due.pop_due(st_time, self.fire_limit):
+            rec = self._load(part, partition, lead_id)
+            fired = pending.get(lead_id)
+            if fired is None:
+                fired = pending[lead_id] = _Pending()
+            st = self._fire_due(rec.state, lead_id, st_time, fired)
             if st is not None and st is not rec.state:
                 rec.state = st
-                sub = Outcome(
-                    transition_records=out.transition_records[r0:],
-                    transition_out=out.transition_out[n0:],
-                    action_out=out.action_out[a0:],
-                )
-                self._record_outputs(rec, topic, partition, offset, sub)
-                self._save(partition, lead_id, rec)
+                dirty[lead_id] = rec
             if st is not None:
-                part.set(lead_id, _next_due(st))
-        earliest = part.earliest()
-        return out, earliest is not None and earliest <= now
+                due.set(lead_id, _next_due(st))
+        earliest = due.earliest()
+        res.more_due = earliest is not None and earliest <= st_time
+        self._record_outputs(part, partition, inputs[-1], pending, dirty, res)
+        writes = res.writes
+        for lead_id, rec in dirty.items():
+            if rec.state is not None:
+                writes[lead_id.encode()] = self._encode_record(partition, rec)
+        self._trim_cache(part)
+        return res
+
+    def _record_outputs(
+        self,
+        part: PartitionState,
+        partition: int,
+        anchor: Input,
+        pending: dict[str, _Pending],
+        dirty: dict[str, LeadRecord],
+        res: BatchResult,
+    ) -> None:
+        """Put the batch's outputs in their leads' outboxes under the anchor; journal them."""
+        journal = part.journal
+        with_outputs = []
+        for lead_id, out in pending.items():
+            res.fired_lags_ms += out.lags
+            if not out.transitions and not out.actions:
+                continue
+            key = lead_id.encode()
+            res.transitions += [(key, v) for v in out.transitions]
+            res.actions += [(key, v) for v in out.actions]
+            res.transition_records += out.transition_records
+            res.action_records += out.action_records
+            rec = part.cache[lead_id]
+            if out.transition_records:
+                rec.history = (rec.history + out.transition_records)[-HISTORY_KEEP:]
+            rec.outbox.append(
+                [
+                    anchor.topic,
+                    partition,
+                    anchor.offset,
+                    [b.decode() for b in out.transitions],
+                    [b.decode() for b in out.actions],
+                ]
+            )
+            dirty[lead_id] = rec
+            with_outputs.append(lead_id)
+        if with_outputs:
+            name = f"{anchor.topic}:{anchor.offset}"
+            journal[name] = with_outputs
+            res.writes[journal_key(partition, name)] = orjson.dumps(with_outputs)
+        if journal:
+            self._prune_journal(part, partition, res)
+
+    def _prune_journal(self, part: PartitionState, partition: int, res: BatchResult) -> None:
+        """Delete the journal entries of anchors the consumer has committed past (checked
+        only when a committed offset moved)."""
+        topics = sorted({anchor.rpartition(":")[0] for anchor in part.journal})
+        marks = tuple(self.committed(t, partition) for t in topics)
+        if marks == part.pruned_at:
+            return
+        part.pruned_at = marks
+        for anchor in list(part.journal):
+            topic, _, offset = anchor.rpartition(":")
+            if not self._live(topic, partition, int(offset)):
+                del part.journal[anchor]
+                res.writes[journal_key(partition, anchor)] = None
 
     def peek(self, partition: int | None, lead_id: str) -> LeadRecord | None:
-        """Read a lead's record without touching the LRU order (for the HTTP view)."""
-        if partition is not None:
-            rec = self._cache.get(partition, {}).get(lead_id)
+        """Read a record without touching the LRU order (for the HTTP views). ``partition``
+        None: look in every partition this processor holds."""
+        if partition is None:
+            for p in list(self._parts):
+                rec = self.peek(p, lead_id)
+                if rec is not None:
+                    return rec
+            return None
+        part = self._parts.get(partition)
+        if part is not None:
+            rec = part.cache.get(lead_id)
             if rec is not None:
                 return rec
-        raw = self.store.get(lead_id)
+        raw = self.store.get(partition, lead_id.encode())
         if raw is None:
             return None
         state_bytes, applied, outbox, history = split_record(raw)

@@ -1,10 +1,10 @@
 """Per-partition index of the next due time of each lead's timers.
 
 The timers themselves live in each lead's state (and so in the table's changelog); this index
-is only a cache that tells the tick handler which leads to look at. It is rebuilt from the
-table for a partition the first time that partition ticks after an assignment, and dropped
-when the partition is revoked. Entries are lazily invalidated: a heap entry is live only if it
-still equals the lead's recorded next due time.
+is only a cache that tells the batch processor which leads to look at. It is rebuilt from the
+record headers of a partition before the partition's first batch after an assignment, and
+dropped when the partition is revoked. Entries are lazily invalidated: a heap entry is live
+only if it still equals the lead's recorded next due time.
 """
 
 from __future__ import annotations
@@ -68,43 +68,11 @@ class PartitionDue:
             out.append((lead_id, due))
         return out
 
+    def load(self, entries: Iterable[tuple[str, int]]) -> None:
+        """Replace the index with ``(lead_id, next_due)`` entries."""
+        self._next = dict(entries)
+        self._compact()
+
     def _compact(self) -> None:
         self._heap = [(due, lead) for lead, due in self._next.items()]
         heapq.heapify(self._heap)
-
-
-class DueIndex:
-    """Due indexes of the partitions this worker processes."""
-
-    def __init__(self) -> None:
-        self._parts: dict[int, PartitionDue] = {}
-
-    def loaded(self, partition: int) -> bool:
-        return partition in self._parts
-
-    def partition(self, partition: int) -> PartitionDue:
-        part = self._parts.get(partition)
-        if part is None:
-            part = self._parts[partition] = PartitionDue()
-        return part
-
-    def load(self, partition: int, entries: Iterable[tuple[str, int]]) -> int:
-        """Replace the partition's index with ``(lead_id, next_due)`` entries; returns count."""
-        part = PartitionDue()
-        for lead_id, due in entries:
-            part._next[lead_id] = due
-        part._compact()
-        self._parts[partition] = part
-        return len(part)
-
-    def drop(self, partition: int) -> None:
-        self._parts.pop(partition, None)
-
-    def clear(self) -> None:
-        self._parts.clear()
-
-    def partitions(self) -> list[int]:
-        return sorted(self._parts)
-
-    def pending(self) -> int:
-        return sum(len(p) for p in self._parts.values())

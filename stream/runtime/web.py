@@ -43,7 +43,7 @@ def readiness(app: faust.App) -> tuple[bool, str]:
 def lead_view(agent: LeadAgent, lead_id: str) -> dict[str, Any] | None:
     if lead_id.startswith("__"):
         return None  # runtime bookkeeping keys (tick records), not leads
-    rec = agent.processor.peek(None, lead_id)
+    rec = agent.peek(lead_id)
     if rec is None or rec.state is None:
         return None
     state = rec.state

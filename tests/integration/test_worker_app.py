@@ -28,7 +28,15 @@ def test_import_creates_no_app_and_faust_finds_the_factory_app(
     assert app.conf.id == "factory-check"
     assert app.conf.table_standby_replicas == 1
     assert str(app.conf.web_bind) == "127.0.0.1"
-    assert list(app.agents) == ["nurture-leads"]
+    # no Faust agent: the input, account and tick topics go to the batch runners
+    assert sorted(app.fast_path) == [
+        "factory-check-account-events",
+        "factory-check-account-ticks",
+        "factory-check-timer-ticks",
+        "nurture.crm-events",
+        "nurture.email-events",
+        "nurture.product-events",
+    ]
     assert "leads" in app.tables
     assert app.conf.processing_guarantee.value == "at_least_once"
     assert module.create_app() is not module.create_app()  # a factory, not a singleton

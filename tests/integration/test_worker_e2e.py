@@ -1,13 +1,12 @@
 """The worker end to end on a real broker: scenarios give what the core gives; bad input is
 dead-lettered with a reason and never stops the worker; the lead view and its token.
 
-Event times are a year in the future, so no wall-clock tick fires anything during the test: a
-lead's timers fire right before its first event at or after their due time (the worker's clock
-for an event is ``max(now, event.at)``), exactly as in
-:func:`tests.support.reference.core_outputs`.
-A lead's events span three topics, and Kafka orders messages only within a partition, so the
-input is produced in rounds (round k holds the k-th event of every lead), each after the worker
-has handled the previous one (a condition polled on its /metrics).
+Event times are a year in the future, so the wall clock never overtakes the partitions' stream
+time: timers fire on event time only, as in replay. A lead's events span three topics; the
+whole input is on the broker before the worker starts, and the worker reads each partition's
+three topics merged by ``occurred_at``. The oracle is replay of the same events
+(:func:`tests.support.reference.replay_outputs`); every lead ends with an event at the same
+time, so every partition's stream time ends where replay's watermark does.
 """
 
 from __future__ import annotations
@@ -15,18 +14,11 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339
-from tests.support.reference import by_lead, core_outputs, dedupe_actions
-from tests.support.worker import (
-    WorkerProcess,
-    consume_all,
-    produce_events,
-    produce_raw,
-    produce_rounds,
-)
+from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339, rfc3339_to_ms
+from tests.support.reference import by_lead, core_outputs, dedupe_actions, replay_outputs
+from tests.support.worker import WorkerProcess, consume_all, produce_events, produce_raw
 
 if TYPE_CHECKING:
     from stream.settings import Settings
@@ -134,12 +126,6 @@ def journeys(base: int, copies: int = 3) -> list[list[dict[str, Any]]]:
     return out
 
 
-def rounds(leads: list[list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
-    depth = max(len(j) for j in leads)
-    for k in range(depth):
-        yield [j[k] for j in leads if k < len(j)]
-
-
 def as_records(settings: Settings, events: list[dict[str, Any]]) -> list[Any]:
     from tests.support.worker import topic_for_event
 
@@ -152,14 +138,24 @@ def as_records(settings: Settings, events: list[dict[str, Any]]) -> list[Any]:
 def test_scenarios_end_to_end_match_the_core(kafka_settings: Settings) -> None:
     leads = journeys(_base())
     events = [e for j in leads for e in j]
-    want_tr, want_ac = core_outputs(events)
+    flush_at = max(rfc3339_to_ms(e["occurred_at"]) for e in events) + HOUR_MS
+    events += [
+        {
+            "event_id": f"flush-{j[0]['lead_id']}",
+            "type": "email.opened",
+            "lead_id": j[0]["lead_id"],
+            "occurred_at": ms_to_rfc3339(flush_at),
+        }
+        for j in leads
+    ]
+    events.sort(key=lambda e: rfc3339_to_ms(e["occurred_at"]))
+    want_tr, want_ac = replay_outputs(events)
     assert len(want_ac) > 20 and len(want_tr) > 20  # the journeys do exercise the rules
 
+    # the whole input is on the broker before the worker starts (a backlog over three topics)
+    produce_events(kafka_settings, events)
     with WorkerProcess.from_settings(kafka_settings, env={"NURTURE_WEB_TOKEN": TOKEN}) as worker:
         worker.wait_ready()
-        produce_rounds(
-            kafka_settings, worker, (as_records(kafka_settings, r) for r in rounds(leads))
-        )
         bootstrap = kafka_settings.kafka_bootstrap_servers
         got_ac = consume_all(
             bootstrap,
@@ -179,6 +175,7 @@ def test_scenarios_end_to_end_match_the_core(kafka_settings: Settings) -> None:
         assert status == 401
         status, doc = worker.get("/leads/trial-silent-0", token=TOKEN)
         assert status == 200, doc
+        worker.wait_processed(len(events), timeout=60)
         mine = [t for t in want_tr if t["lead_id"] == "trial-silent-0"]
         assert doc["program"] == mine[-1]["to_program"]
         assert doc["last_transitions"] == mine[-10:]

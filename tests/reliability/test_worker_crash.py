@@ -3,7 +3,10 @@ stream in and while their checkpoint timers fall due, and restarted each time (s
 
 Shown: no transition lost, no timer lost, none fired twice (a second firing would change the
 lead's transitions), and after dedup by action_id the committed actions equal the core's output
-for the same input. Raw duplicates (at-least-once re-sends) are counted and printed.
+for the same input. Raw duplicates (at-least-once re-sends) are counted and printed; the
+outbox re-send path is shown to have run (``nurture_runtime_outbox_resent_total`` of the
+workers, read before each kill; one kill comes right after the worker reports progress, before
+its commit). Outputs are read up to the topics' end offsets, so late extras count too.
 
 Input design (what makes the comparison exact): each lead's events are all product events (one
 topic, so Kafka keeps their order); they happened ~48 h ago, so their 48 h checkpoints fall due on
@@ -22,6 +25,7 @@ from tests.support.reference import by_lead, core_outputs, dedupe_actions, dedup
 from tests.support.worker import (
     WorkerProcess,
     consume_all,
+    consume_to_end,
     input_lag,
     produce_events,
     wait_consumed,
@@ -36,10 +40,34 @@ DUE_AFTER_S = 110.0  # first checkpoint falls due this long after the test start
 WINDOW_S = 20.0  # checkpoints spread over this window
 
 
-def restart(worker: WorkerProcess, settings: Settings) -> WorkerProcess:
+RESENT = "nurture_runtime_outbox_resent_total"
+
+
+def resent_by(worker: WorkerProcess) -> float:
+    """Outputs this worker process re-sent from outboxes (0 if it does not answer yet)."""
+    try:
+        return worker.metric_sum(RESENT)
+    except (OSError, RuntimeError, ValueError):
+        return 0.0
+
+
+def restart(worker: WorkerProcess, settings: Settings, resent: list[float]) -> WorkerProcess:
+    resent.append(resent_by(worker))
     worker.kill()
     fresh = WorkerProcess.from_settings(settings, web_port=worker.web_port)
     return fresh.start()
+
+
+def kill_after_progress(worker: WorkerProcess, timeout: float = 60.0) -> None:
+    """Wait until the worker reports newly processed input, then SIGKILL it at once: its
+    last batches' offsets are (almost always) not committed yet, so they are delivered again
+    to the next worker, which re-sends their outputs from the outbox."""
+    start = worker.processed()
+    deadline = time.monotonic() + timeout
+    while worker.processed() <= start:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no progress in {timeout}s:\n{worker.log_tail()}")
+        time.sleep(0.02)  # poll interval of a condition with a deadline
 
 
 def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings) -> None:
@@ -53,6 +81,7 @@ def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings
     assert timer_reasons, "the window must hold checkpoint firings"
 
     kills = 0
+    resent: list[float] = []  # outbox re-sends reported by each worker before its kill
     worker = WorkerProcess.from_settings(kafka_settings).start()
     try:
         worker.wait_ready()
@@ -63,7 +92,12 @@ def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings
             produce_events(kafka_settings, events[c * size : (c + 1) * size])
             if c in (1, 3, 4):
                 time.sleep(rng.uniform(0.2, 2.5))  # a random kill point, not a synchronisation
-                worker = restart(worker, kafka_settings)
+                worker = restart(worker, kafka_settings, resent)
+                kills += 1
+            elif c == 2:
+                worker.wait_ready()
+                kill_after_progress(worker)  # a kill between processing and its commit
+                worker = restart(worker, kafka_settings, resent)
                 kills += 1
         worker.wait_ready()
         wait_consumed(kafka_settings, timeout=max(5.0, DUE_AFTER_S - (time.time() - t0)))
@@ -73,9 +107,10 @@ def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings
         # phase 2: timers fall due; kill inside the window, once with a down time over due times
         first_due_s = DUE_AFTER_S
         time.sleep(max(0.0, t0 + first_due_s + 3 - time.time()))  # wait for the window to open
-        worker = restart(worker, kafka_settings)
+        worker = restart(worker, kafka_settings, resent)
         kills += 1
         time.sleep(rng.uniform(3, 6))
+        resent.append(resent_by(worker))
         worker.kill()  # down while checkpoints fall due
         kills += 1
         time.sleep(5)
@@ -100,17 +135,16 @@ def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings
             timeout=60,
             idle=3,
         )
-        # let anything still in flight arrive, then read everything committed
-        got_ac = consume_all(
-            kafka_settings.kafka_bootstrap_servers, kafka_settings.topic_actions, idle=3
-        )
-        got_tr = consume_all(
-            kafka_settings.kafka_bootstrap_servers, kafka_settings.topic_transitions, idle=3
-        )
         lag = input_lag(kafka_settings)
+        resent.append(resent_by(worker))
     finally:
         log = worker.log_tail()
         worker.stop()
+    # everything written, up to the end offsets after the last worker stopped (late extras too)
+    got_ac = consume_to_end(kafka_settings.kafka_bootstrap_servers, kafka_settings.topic_actions)
+    got_tr = consume_to_end(
+        kafka_settings.kafka_bootstrap_servers, kafka_settings.topic_transitions
+    )
 
     actions, dup_actions = dedupe_actions(r["value"] for r in got_ac)
     transitions, dup_transitions = dedupe_transitions(r["value"] for r in got_tr)
@@ -118,9 +152,11 @@ def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings
         f"\ncrash test: {LEADS} leads, {len(events)} events, {kills} SIGKILLs, "
         f"input processed+committed at {processed_at:.1f}s; "
         f"actions {len(got_ac)} raw / {len(actions)} unique ({dup_actions} duplicates); "
-        f"transitions {len(got_tr)} raw / {len(transitions)} unique ({dup_transitions} dup)"
+        f"transitions {len(got_tr)} raw / {len(transitions)} unique ({dup_transitions} dup); "
+        f"outbox re-sends per worker {resent}"
     )
     assert lag == 0
+    assert sum(resent) > 0, "a re-delivered batch must have re-sent its outputs from the outbox"
     missing = want_ids - set(actions)
     assert not missing, f"{len(missing)} actions lost, e.g. {sorted(missing)[:5]}\n{log}"
     assert actions == {a["action_id"]: a for a in want_ac}, "extra or different actions"

@@ -62,6 +62,39 @@ def core_outputs(
     return tr, ac
 
 
+def replay_outputs(
+    events: Iterable[Mapping[str, Any]],
+    until: int | None = None,
+    config: RulesConfig | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(transition records, action records) of ``nurture replay`` over the same events: the
+    event-time runner of :mod:`stream.offline.replay` over the valid events sorted by
+    ``occurred_at`` (stable), timers fired on its watermark, then up to ``until`` (default:
+    the last event time). The oracle for the worker's stream-time semantics."""
+    from stream.offline.replay import EventTimeRunner
+
+    cfg = config or load_config(None)
+    tr: list[dict[str, Any]] = []
+    ac: list[dict[str, Any]] = []
+
+    def sink(result: Any) -> None:
+        tr.extend(t.to_record() for t in result.transitions)
+        ac.extend(a.to_record() for a in result.actions)
+
+    parsed = []
+    for doc in events:
+        try:
+            parsed.append(parse_event(orjson.dumps(doc), str(doc.get("lead_id")).encode()))
+        except InvalidEvent:
+            continue
+    parsed.sort(key=lambda e: e.at)
+    runner = EventTimeRunner(cfg, sink)
+    for event in parsed:
+        runner.process(event)
+    runner.finish(until)
+    return tr, ac
+
+
 def by_lead(records: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for r in records:

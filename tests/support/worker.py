@@ -405,6 +405,42 @@ def consume_all(
     return list(run(_consume(bootstrap, topic, until, timeout, idle, isolation, auth)))
 
 
+async def _consume_to_end(
+    bootstrap: str, topic: str, timeout: float
+) -> tuple[list[dict[str, Any]], bool]:
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await probe.start()
+    try:
+        parts = probe.partitions_for_topic(topic) or await _partitions(probe, topic)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        ends = await probe.end_offsets(tps)
+    finally:
+        await probe.stop()
+    want = {tp.partition: end for tp, end in ends.items()}
+
+    def reached(records: list[dict[str, Any]]) -> bool:
+        last: dict[int, int] = {}
+        for r in records:
+            last[r["partition"]] = max(last.get(r["partition"], -1), r["offset"])
+        return all(end == 0 or last.get(p, -1) >= end - 1 for p, end in want.items())
+
+    records = await _consume(bootstrap, topic, reached, timeout, 3.0, "read_uncommitted")
+    return records, reached(records)
+
+
+def consume_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Read ``topic`` from the beginning up to the end offsets it has when called (every
+    partition), so records that arrive after the expected ones are seen too. Raises if the
+    end is not reached within ``timeout``."""
+    records, reached = run(_consume_to_end(bootstrap, topic, timeout))
+    if not reached:
+        raise TimeoutError(f"{topic}: end offsets not reached in {timeout}s")
+    return list(records)
+
+
 async def _lag(
     bootstrap: str, group: str, topics: Sequence[str], auth: Mapping[str, Any] | None = None
 ) -> int:

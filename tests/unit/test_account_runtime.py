@@ -18,6 +18,7 @@ from stream.core.model import DAY_MS, Event
 from stream.offline.customers import CUSTOMER_PERSONAS
 from stream.offline.simulate import generate, write_file
 from stream.runtime.accounts import account_key, account_processor, account_view, as_account_input
+from stream.runtime.processor import BatchResult, Input
 from topics.parse import InvalidEvent, parse_event
 
 CFG = load_config()
@@ -65,23 +66,61 @@ def _by_account(outs: list[bytes]) -> dict[str, list[bytes]]:
     return {a: trs[a] + acs[a] for a in sorted(set(trs) | set(acs))}
 
 
-def _run(proc: Any, events: list[Event], first_offset: int, out: list[bytes]) -> int:
+class Store:
+    """The ``accounts`` table of one partition as a dict (the runner applies a batch's writes
+    to RocksDB the same way)."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def items(self, partition: int) -> list[tuple[bytes, bytes]]:
+        return list(self.data.items())
+
+    def apply(self, result: BatchResult) -> None:
+        for key, value in result.writes.items():
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+
+
+def _outputs(result: BatchResult) -> list[bytes]:
+    return [v for _k, v in result.transitions + result.actions]
+
+
+def _run(proc: Any, store: Store, events: list[Event], first_offset: int, out: list[bytes]) -> int:
+    """One batch per input (each its own anchor); returns the outputs re-sent."""
     replayed = 0
     for offset, e in enumerate(events[first_offset:], start=first_offset):
-        o = proc.on_event(as_account_input(e), TOPIC, 0, offset)
-        out += o.transition_out + o.action_out
-        replayed += o.replayed
+        result = proc.process(0, [Input(TOPIC, offset, as_account_input(e))], caught_up=False)
+        store.apply(result)
+        out += _outputs(result)
+        replayed += result.replayed
     return replayed
+
+
+def _tick(proc: Any, store: Store, out: list[bytes]) -> None:
+    """A tick: the account processor fires due timers on the (injected) wall clock."""
+    more = True
+    while more:
+        result = proc.process(0, [Input("ticks", 0)], caught_up=True)
+        store.apply(result)
+        out += _outputs(result)
+        more = result.more_due
 
 
 def test_processor_gives_the_replay_outputs_per_account(account_events: list[Event]) -> None:
     horizon = account_events[-1].at + DAY_MS
-    store: dict[str, bytes] = {}
-    proc = account_processor(CFG, store, clock=lambda: 0)
+    store = Store()
+    now = [0]
+    proc = account_processor(CFG, store, clock=lambda: now[0])
     out: list[bytes] = []
-    _run(proc, account_events, 0, out)
-    tick, _more = proc.on_tick("ticks", 0, 0, now=horizon, limit=10_000)
-    out += tick.transition_out + tick.action_out
+    _run(proc, store, account_events, 0, out)
+    now[0] = horizon
+    _tick(proc, store, out)
     assert _by_account(out) == _oracle(account_events, horizon)
     assert len(_by_account(out)) >= len(CUSTOMER_PERSONAS)
 
@@ -90,18 +129,19 @@ def test_crash_loses_nothing_and_steps_nothing_twice(account_events: list[Event]
     horizon = account_events[-1].at + DAY_MS
     n = len(account_events)
     crash_at, committed = (2 * n) // 3, n // 3
-    store: dict[str, bytes] = {}
+    store = Store()
     out: list[bytes] = []
-    first = account_processor(CFG, store, clock=lambda: 0)
-    _run(first, account_events[:committed], 0, out)
-    _run(first, account_events[:crash_at], committed, [])  # stepped, outputs never sent
+    now = [0]
+    first = account_processor(CFG, store, clock=lambda: now[0])
+    _run(first, store, account_events[:committed], 0, out)
+    _run(first, store, account_events[:crash_at], committed, [])  # stepped, never sent
     # the worker dies: in-memory cache, due index and unsent outputs are gone; the store
-    # (RocksDB + changelog) survives; the consumer restarts from the last committed offset
-    second = account_processor(CFG, store, clock=lambda: 0, committed=lambda _t, _p: committed)
-    second.rebuild_index(0, ((k.encode(), v) for k, v in store.items()))
-    replayed = _run(second, account_events, committed, out)
-    tick, _ = second.on_tick("ticks", 0, 0, now=horizon, limit=10_000)
-    out += tick.transition_out + tick.action_out
+    # (RocksDB + changelog) survives; the consumer restarts from the last committed offset;
+    # the new processor rebuilds its due index and journal from the store
+    second = account_processor(CFG, store, clock=lambda: now[0], committed=lambda _t, _p: committed)
+    replayed = _run(second, store, account_events, committed, out)
+    now[0] = horizon
+    _tick(second, store, out)
     assert replayed > 0  # the re-delivered inputs re-sent their outputs from the outbox
     got = _by_account(out)
     want = _oracle(account_events, horizon)
@@ -112,9 +152,9 @@ def test_crash_loses_nothing_and_steps_nothing_twice(account_events: list[Event]
 
 
 def test_account_view_explains_the_score(account_events: list[Event]) -> None:
-    store: dict[str, bytes] = {}
+    store = Store()
     proc = account_processor(CFG, store, clock=lambda: 0)
-    _run(proc, account_events, 0, [])
+    _run(proc, store, account_events, 0, [])
     view = account_view(proc, "AC-00000")
     assert view is not None and view["stage"] is not None
     health = view["health"]

@@ -1,0 +1,278 @@
+"""The worker's delivery logic without Kafka: :class:`stream.runtime.processor.LeadProcessor`
+over a dict store with an injected committed-offset function and clock, and the event-time
+merge of :mod:`stream.runtime.merge`.
+
+Each path is shown to run through the counter or record it changes (``skipped``, ``replayed``,
+outbox entries, the journal), and outputs are checked against the pure core
+(:func:`tests.support.reference.core_outputs`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from stream.core.config import load_config
+from stream.core.model import HOUR_MS
+from stream.runtime.merge import PartitionMerge, Slot
+from stream.runtime.processor import BatchResult, Input, LeadProcessor, journal_key
+from stream.runtime.record import OUTBOX_CAP, split_record
+from tests.support.leads import trial_leads
+from tests.support.reference import core_outputs
+from topics.parse import parse_event
+
+CONFIG = load_config(None)
+TOPIC = "product"
+P = 0
+T0 = 1_900_000_000_000  # event times: ms
+
+
+class DictStore:
+    """A partitioned dict store applying a batch's writes (what the runner does with RocksDB)."""
+
+    def __init__(self) -> None:
+        self.data: dict[int, dict[bytes, bytes]] = {}
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get(partition, {}).get(key)
+
+    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        return list(self.data.get(partition, {}).items())
+
+    def apply(self, result: BatchResult) -> None:
+        data = self.data.setdefault(result.partition, {})
+        for key, value in result.writes.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+
+
+class Committed:
+    """The consumer's committed offsets, set by the test."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[tuple[str, int], int] = {}
+
+    def __call__(self, topic: str, partition: int) -> int | None:
+        return self.offsets.get((topic, partition))
+
+
+class Clock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def make(store: DictStore, committed: Committed, clock: Clock) -> LeadProcessor:
+    return LeadProcessor(CONFIG, store, committed=committed, clock=clock)
+
+
+def inputs_of(events: list[dict[str, Any]], start: int = 0, topic: str = TOPIC) -> list[Input]:
+    return [
+        Input(topic, start + i, parse_event(orjson.dumps(e), e["lead_id"].encode()))
+        for i, e in enumerate(events)
+    ]
+
+
+def run(proc: LeadProcessor, store: DictStore, inputs: list[Input], caught_up: bool) -> BatchResult:
+    result = proc.process(P, inputs, caught_up)
+    store.apply(result)
+    return result
+
+
+def actions_of(result: BatchResult) -> list[dict[str, Any]]:
+    return [orjson.loads(v) for _k, v in result.actions]
+
+
+def leads(n: int, first_due: int, seed: int = 3) -> list[dict[str, Any]]:
+    return trial_leads(n, first_due, HOUR_MS, random.Random(seed), prefix="u")
+
+
+def test_a_batch_gives_the_cores_outputs_and_writes_each_lead_once() -> None:
+    events = leads(30, T0 + 48 * HOUR_MS)
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    proc = make(store, committed, clock)
+    result = run(proc, store, inputs_of(events), caught_up=False)
+    want_tr, want_ac = core_outputs(events)
+    assert result.stepped == len(events)
+    assert sorted(orjson.dumps(a) for a in actions_of(result)) == sorted(
+        orjson.dumps(a) for a in want_ac
+    )
+    assert len(result.transitions) == len(want_tr)
+    lead_keys = {k for k in result.writes if not k.startswith(b"__")}
+    assert lead_keys == {e["lead_id"].encode() for e in events}  # once per lead, not per event
+    anchor = f"{TOPIC}:{len(events) - 1}"
+    assert journal_key(P, anchor) in result.writes  # outputs are journaled under the anchor
+
+
+def test_a_redelivered_input_is_not_stepped_again_and_its_outputs_are_resent() -> None:
+    """Crash after the batch's writes, before its offsets were committed: a fresh processor
+    over the same store sees the same inputs again (applied offsets skip them) and re-sends
+    the outputs from the outbox through the anchor's journal entry."""
+    events = leads(20, T0 + 48 * HOUR_MS)
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    first = run(make(store, committed, clock), store, inputs_of(events), caught_up=False)
+    assert first.actions
+
+    restarted = make(store, committed, clock)  # cache and index rebuilt from the store
+    again = run(restarted, store, inputs_of(events), caught_up=False)
+    assert again.stepped == 0 and again.skipped == len(events)
+    assert again.replayed == len(first.actions) + len(first.transitions)
+    assert sorted(again.actions) == sorted(first.actions)
+    assert sorted(again.transitions) == sorted(first.transitions)
+
+
+def test_committed_anchors_leave_the_outbox_and_the_journal() -> None:
+    events = leads(10, T0 + 48 * HOUR_MS)
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    proc = make(store, committed, clock)
+    batch = inputs_of(events)
+    run(proc, store, batch, caught_up=False)
+    lead = events[0]["lead_id"]
+    raw = store.get(P, lead.encode())
+    assert raw is not None and split_record(raw)[2], "the lead's outputs wait in its outbox"
+
+    committed.offsets[(TOPIC, P)] = batch[-1].offset + 1  # the consumer committed past it
+    more = [dict(events[0], event_id="later", occurred_at=events[-1]["occurred_at"])]
+    run(proc, store, inputs_of(more, start=len(batch)), caught_up=False)
+    raw = store.get(P, lead.encode())
+    assert raw is not None
+    assert all(entry[2] >= len(batch) for entry in split_record(raw)[2])
+    assert store.get(P, journal_key(P, f"{TOPIC}:{batch[-1].offset}")) is None
+    # a (hypothetical) re-delivery of the committed anchor now re-sends nothing
+    again = run(make(store, committed, clock), store, batch[-1:], caught_up=False)
+    assert again.replayed == 0
+
+
+def test_timers_fire_on_stream_time_not_on_the_wall_clock_while_behind() -> None:
+    due = T0 + 48 * HOUR_MS
+    events = leads(10, due)
+    store, committed = DictStore(), Committed()
+    clock = Clock(due + 10 * HOUR_MS)  # the wall clock is past every checkpoint
+    proc = make(store, committed, clock)
+    behind = run(proc, store, inputs_of(events), caught_up=False)
+    assert behind.fired_lags_ms == [], "behind: stream time is the events' time"
+    pending = proc.pending_timers()
+    assert pending > 5
+    tick = run(proc, store, [Input("ticks", 0)], caught_up=True)
+    assert len(tick.fired_lags_ms) >= pending, "caught up: stream time is the wall clock"
+    _tr, want_ac = core_outputs(events, until=clock.now)
+    got = sorted(orjson.dumps(a) for a in actions_of(behind) + actions_of(tick))
+    assert got == sorted(orjson.dumps(a) for a in want_ac)
+
+
+def test_a_redelivered_tick_resends_its_timer_outputs_once() -> None:
+    due = T0 + 48 * HOUR_MS
+    events = leads(15, due)
+    store, committed, clock = DictStore(), Committed(), Clock(due + 2 * HOUR_MS)
+    proc = make(store, committed, clock)
+    run(proc, store, inputs_of(events), caught_up=False)
+    committed.offsets[(TOPIC, P)] = len(events)  # the events are committed
+    tick = [Input("ticks", 7)]
+    fired = run(proc, store, tick, caught_up=True)
+    assert fired.actions and fired.fired_lags_ms
+
+    restarted = make(store, committed, clock)  # crash before the tick's offset was committed
+    again = run(restarted, store, tick, caught_up=True)
+    assert again.fired_lags_ms == [], "the timers fired once"
+    assert sorted(again.actions) == sorted(fired.actions)
+    assert again.replayed == len(fired.actions) + len(fired.transitions)
+
+
+@dataclass(frozen=True)
+class CountState:
+    n: int
+    timers: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Note:
+    n: int
+
+    def to_record(self) -> dict[str, Any]:
+        return {"action_id": f"note-{self.n}", "n": self.n}
+
+
+def counting_step(state: CountState | None, inp: Any, config: Any) -> Any:
+    """A stand-in core: every input is a new state and one action."""
+    n = 1 if state is None else state.n + 1
+    return SimpleNamespace(state=CountState(n), transitions=[], actions=[Note(n)], timers=())
+
+
+def test_the_outbox_keeps_at_most_the_cap_of_uncommitted_batches() -> None:
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    proc = LeadProcessor(
+        CONFIG,
+        store,
+        committed=committed,
+        clock=clock,
+        step=counting_step,
+        encode=lambda st: str(st.n).encode(),
+        decode=lambda raw: CountState(int(raw)),
+    )
+    event = leads(1, T0 + 48 * HOUR_MS)[0]
+    for i in range(OUTBOX_CAP + 20):  # every batch has an output; none is committed
+        result = run(proc, store, inputs_of([dict(event, event_id=f"e{i}")], start=i), False)
+        assert result.stepped == 1 and len(result.actions) == 1
+    raw = store.get(P, event["lead_id"].encode())
+    assert raw is not None
+    outbox = split_record(raw)[2]
+    assert len(outbox) == OUTBOX_CAP
+    assert outbox[-1][2] == OUTBOX_CAP + 19  # the newest are kept
+
+
+def test_a_batch_needs_an_anchor() -> None:
+    with pytest.raises(ValueError, match="anchor"):
+        make(DictStore(), Committed(), Clock(T0)).process(P, [], caught_up=True)
+
+
+# --- the event-time merge ------------------------------------------------------------------
+
+
+def fill(merge: PartitionMerge, topic: str, times: list[int]) -> None:
+    for i, at in enumerate(times):
+        merge.push(topic, Slot(at, i, (topic, at)))
+
+
+def test_the_merge_takes_heads_in_event_time_across_topics() -> None:
+    merge = PartitionMerge(["a", "b", "c"])
+    fill(merge, "a", [1, 5, 9])
+    fill(merge, "b", [2, 3, 10])
+    fill(merge, "c", [4])
+    got = merge.take(100, lambda t: False, now=0.0, max_idle=1.0)
+    assert [s.at for s in got] == [1, 2, 3, 4, 5, 9, 10]
+
+
+def test_the_merge_holds_while_a_topic_has_unread_data_then_gives_up_after_the_bound() -> None:
+    merge = PartitionMerge(["a", "b"])
+    fill(merge, "a", [5, 6])
+    unread = {"b"}
+    assert merge.take(100, lambda t: t in unread, now=10.0, max_idle=1.0) == []
+    assert merge.take(100, lambda t: t in unread, now=10.5, max_idle=1.0) == []
+    assert merge.idle_timeouts == 0
+    got = merge.take(100, lambda t: t in unread, now=11.0, max_idle=1.0)
+    assert [s.at for s in got] == [5, 6] and merge.idle_timeouts == 1
+    # once b delivers, the merge waits for it again
+    fill(merge, "a", [7])
+    fill(merge, "b", [3])
+    got = merge.take(100, lambda t: False, now=11.1, max_idle=1.0)
+    assert [s.at for s in got] == [3, 7]
+
+
+def test_the_merge_does_not_wait_for_a_topic_with_nothing_left_to_read() -> None:
+    merge = PartitionMerge(["a", "b"])
+    fill(merge, "a", [5, 6])
+    got = merge.take(1, lambda t: False, now=0.0, max_idle=1.0)
+    assert [s.at for s in got] == [5]
+    assert not merge.caught_up(lambda t: False)
+    assert [s.at for s in merge.take(10, lambda t: False, 0.0, 1.0)] == [6]
+    assert merge.caught_up(lambda t: False) and not merge.caught_up(lambda t: t == "b")
