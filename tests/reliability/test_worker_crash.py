@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tests.support.leads import trial_leads
@@ -58,16 +59,19 @@ def restart(worker: WorkerProcess, settings: Settings, resent: list[float]) -> W
     return fresh.start()
 
 
-def kill_after_progress(worker: WorkerProcess, timeout: float = 60.0) -> None:
-    """Wait until the worker reports newly processed input, then SIGKILL it at once: its
-    last batches' offsets are (almost always) not committed yet, so they are delivered again
-    to the next worker, which re-sends their outputs from the outbox."""
+def kill_after_progress(worker: WorkerProcess, produce: Callable[[], object]) -> None:
+    """Produce, wait until the worker reports processing some of it, then SIGKILL it at once:
+    its last batches' offsets are (almost always) not committed yet, so they are delivered
+    again to the next worker, which re-sends their outputs from the outbox."""
+    worker.wait_ready()
     start = worker.processed()
-    deadline = time.monotonic() + timeout
+    produce()
+    deadline = time.monotonic() + 60
     while worker.processed() <= start:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no progress in {timeout}s:\n{worker.log_tail()}")
+            raise TimeoutError(f"no progress in 60 s:\n{worker.log_tail()}")
         time.sleep(0.02)  # poll interval of a condition with a deadline
+    worker.kill()
 
 
 def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings) -> None:
@@ -89,14 +93,18 @@ def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings
         chunks = 6
         size = len(events) // chunks + 1
         for c in range(chunks):
-            produce_events(kafka_settings, events[c * size : (c + 1) * size])
-            if c in (1, 3, 4):
-                time.sleep(rng.uniform(0.2, 2.5))  # a random kill point, not a synchronisation
+            chunk = events[c * size : (c + 1) * size]
+            if c == 2:  # a kill between processing and its commit
+                resent.append(resent_by(worker))
+                kill_after_progress(
+                    worker, lambda chunk=chunk: produce_events(kafka_settings, chunk)
+                )
                 worker = restart(worker, kafka_settings, resent)
                 kills += 1
-            elif c == 2:
-                worker.wait_ready()
-                kill_after_progress(worker)  # a kill between processing and its commit
+                continue
+            produce_events(kafka_settings, chunk)
+            if c in (1, 3, 4):
+                time.sleep(rng.uniform(0.2, 2.5))  # a random kill point, not a synchronisation
                 worker = restart(worker, kafka_settings, resent)
                 kills += 1
         worker.wait_ready()
