@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -38,6 +39,23 @@ Rfc3339 = Annotated[
     AfterValidator(_aware_instant),
 ]
 
+
+def _iana_zone(name: str) -> str:
+    """A time zone the IANA tz database knows (``Europe/Berlin``, ``America/New_York``, ``UTC``)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name[:64]!r}") from None
+    return name
+
+
+#: an IANA time zone name; an unknown one is rejected at the boundary (dead letter)
+TimeZoneName = Annotated[
+    str,
+    Field(min_length=1, max_length=64, json_schema_extra={"format": "iana-time-zone"}),
+    AfterValidator(_iana_zone),
+]
+
 Role = Literal["admin", "end_user", "executive"]
 Severity = Literal["low", "normal", "high", "urgent"]
 BillingStatus = Literal["active", "past_due", "payment_failed", "suspended"]
@@ -53,6 +71,9 @@ class LeadProfile(Properties):
     source: str | None = None
     title: str | None = None
     role: Role | None = Field(None, description="the person's role in a customer account")
+    timezone: TimeZoneName | None = Field(
+        None, description="IANA time zone of the lead (quiet hours); default from rules.yaml"
+    )
 
 
 class SubscriptionConverted(Properties):

@@ -88,6 +88,11 @@ class ActionRecord(BaseModel):
     skip_reason: (
         Literal["frequency_cap", "unsubscribed", "hard_bounced", "holdout", "no_recipient"] | None
     ) = None
+    deliver_after: AwareDatetime | None = Field(
+        None,
+        description="on an email or in_app send decided inside the lead's local quiet hours: "
+        "the next allowed time; the sender holds the action until then",
+    )
 
 
 class HealthComponent(BaseModel):

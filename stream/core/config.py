@@ -12,8 +12,11 @@ the engine then evaluates a lead mid-program with the version it entered under
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -29,6 +32,7 @@ from pydantic import (
 from stream.accounts.config import AccountRules
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+_HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 _DAY = 86_400_000
 
 
@@ -177,6 +181,43 @@ class EmailRules(_Section):
     holdout_pct: float = Field(default=5.0, ge=0, le=100)
 
 
+class QuietHoursRules(_Section):
+    """No email or in-app message reaches a lead inside its local quiet hours: a send decided
+    then carries ``deliver_after``, the next allowed local time (stream/core/quiet.py). Off
+    unless ``enabled`` (turning it on holds real sends overnight: a deployment's decision)."""
+
+    enabled: bool = False
+    start: str = Field(default="21:00", pattern=_HH_MM)  # local wall time, 24h "HH:MM"
+    end: str = Field(default="08:00", pattern=_HH_MM)
+    weekends: bool = False  # Saturday and Sunday quiet all day (local)
+    default_timezone: str = Field(default="UTC", min_length=1)  # IANA name, for leads without
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r}: use an IANA name such as UTC or Europe/Berlin"
+            ) from None
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> QuietHoursRules:
+        if self.start == self.end:
+            raise ValueError("start and end must differ (set enabled: false for no quiet hours)")
+        return self
+
+    @cached_property
+    def start_time(self) -> time:
+        return time.fromisoformat(self.start)
+
+    @cached_property
+    def end_time(self) -> time:
+        return time.fromisoformat(self.end)
+
+
 class DedupeRules(_Section):
     max_event_ids: int = Field(default=32, ge=1, le=4096)
 
@@ -214,6 +255,7 @@ class RulesConfig(_Section):
     reengagement: ReengagementRules = ReengagementRules()
     expansion: ExpansionRules = ExpansionRules()
     emails: EmailRules = EmailRules()
+    quiet_hours: QuietHoursRules = QuietHoursRules()
     dedupe: DedupeRules = DedupeRules()
     accounts: AccountRules = AccountRules()
     report: ReportRules = ReportRules()

@@ -112,6 +112,7 @@ class Ctx:
         context: dict[str, Any] | None = None,
         skip_reason: str | None = None,
         program: str | None = None,
+        deliver_after: int | None = None,
     ) -> None:
         d = self.d
         key = template if template is not None else reason
@@ -133,5 +134,6 @@ class Ctx:
                 caused_by=self.caused_by,
                 at=self.at,
                 skip_reason=skip_reason,
+                deliver_after=deliver_after,
             )
         )

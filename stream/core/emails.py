@@ -5,6 +5,9 @@ template it would have sent and a ``skip_reason`` (``unsubscribed``, ``hard_boun
 ``holdout``, ``frequency_cap``). The cap counts sends on the lead's event-time clock (the
 largest event time seen, so a late event cannot open room in the past): at most
 ``frequency_cap`` sends in any window of ``frequency_window_days``, across programs.
+
+Quiet hours (:mod:`stream.core.quiet`): a send decided inside the lead's local quiet hours
+carries ``deliver_after``, and the cap counts that delivery time, not the decision time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from stream.core.context import Ctx
+from stream.core.quiet import deliver_after
 
 
 def frequency_gate(
@@ -38,11 +42,15 @@ def send_email(ctx: Ctx, template: str, reason: str, context: dict[str, Any] | N
     if d.holdout:
         ctx.action("skipped", "email", template, reason, context, skip_reason="holdout")
         return False
+    hold = deliver_after(ctx.now, d.timezone, ctx.cfg.quiet_hours)
     allowed, d.send_times = frequency_gate(
-        d.send_times, ctx.now, ctx.cfg.ms.frequency_window_ms, ctx.cfg.emails.frequency_cap
+        d.send_times,
+        ctx.now if hold is None else hold,  # the delivery time
+        ctx.cfg.ms.frequency_window_ms,
+        ctx.cfg.emails.frequency_cap,
     )
     if not allowed:
         ctx.action("skipped", "email", template, reason, context, skip_reason="frequency_cap")
         return False
-    ctx.action("send", "email", template, reason, context)
+    ctx.action("send", "email", template, reason, context, deliver_after=hold)
     return True

@@ -72,13 +72,16 @@ def number(v: Any) -> float | None:
 
 
 def update_firmographics(d: LeadState, props: Mapping[str, Any], cfg: RulesConfig) -> bool:
-    """Merge profile fields; return True when the ICP tier changed."""
+    """Merge profile fields (and the time zone); return True when the ICP tier changed."""
     size = props.get("company_size")
     if isinstance(size, int | float) and not isinstance(size, bool):
         d.company_size = int(size)
     industry = props.get("industry")
     if isinstance(industry, str) and industry:
         d.industry = industry
+    timezone = props.get("timezone")
+    if isinstance(timezone, str) and timezone:
+        d.timezone = timezone  # validated at the boundary; quiet hours fall back if unknown
     tier = icp_tier(d.company_size, d.industry, cfg.icp)
     if tier != d.icp_tier:
         d.icp_tier = tier

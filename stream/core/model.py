@@ -108,6 +108,8 @@ class Action(msgspec.Struct, frozen=True, gc=False):
 
     ``skipped`` actions record a send that was withheld; ``skip_reason`` says why
     (``frequency_cap``, ``unsubscribed``, ``holdout``, ...). Senders must only act on ``send``.
+    ``deliver_after`` (epoch ms) is set on a send decided inside the lead's quiet hours: the
+    sender holds it until then.
     """
 
     action_id: str
@@ -121,6 +123,7 @@ class Action(msgspec.Struct, frozen=True, gc=False):
     caused_by: str
     at: int
     skip_reason: str | None = None
+    deliver_after: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -137,4 +140,6 @@ class Action(msgspec.Struct, frozen=True, gc=False):
         }
         if self.skip_reason is not None:
             record["skip_reason"] = self.skip_reason
+        if self.deliver_after is not None:
+            record["deliver_after"] = ms_to_rfc3339(self.deliver_after)
         return record

@@ -69,10 +69,11 @@ class LeadState(msgspec.Struct, gc=False, array_like=True):
     usage: tuple[tuple[str, int, float], ...] = ()  # (metric, at, value) samples
     expansion_fired: tuple[str, ...] = ()  # threshold / milestone keys already acted on
     # journey-tool guarantees
-    send_times: tuple[int, ...] = ()  # send clock of recent emails (frequency cap)
+    send_times: tuple[int, ...] = ()  # delivery times of recent emails (frequency cap)
     seen_ids: str = ""  # ring of recent event ids: "\x1fid\x1fid\x1f" (one object: compact)
     timers: tuple[Timer, ...] = ()  # pending timers, sorted (by due, then timer_id)
     timer_seq: int = 0  # makes timer ids unique per lead for its life
+    timezone: str | None = None  # IANA name from lead.created/updated (quiet hours)
 
     def working_copy(self) -> LeadState:
         """A shallow copy for one step to change (the original stays as it was)."""
@@ -208,6 +209,7 @@ def _intern_vocabulary(s: LeadState) -> LeadState:
     s.program_version = _i(s.program_version)
     s.reengage_context = _i(s.reengage_context)
     s.email_blocked = _i(s.email_blocked)
+    s.timezone = _i(s.timezone)
     if s.signal_events:
         s.signal_events = tuple([(a, intern(k)) for a, k in s.signal_events])
     if s.features:

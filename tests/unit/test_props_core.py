@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from stream.core.config import load_config_text
 from stream.core.engine import StepResult, step
 from stream.core.model import DAY_MS, HOUR_MS, Event, TimerFired
+from stream.core.quiet import is_quiet, local_time, zone
 from stream.core.reasons import REASONS
 from stream.core.state import LeadState, decode_state, encode_state
 
@@ -35,8 +36,13 @@ PROGRAMS = STRUCTURED | {
     "unsubscribed",
 }
 KNOWN_REASONS = set(REASONS)
-# a config where a 5% holdout and the cap both matter in short sequences
-CONFIG = load_config_text("version: props\nemails: {holdout_pct: 20}\n")
+# a config where a 5% holdout, the cap and quiet hours (weekends too) matter in short sequences
+CONFIG = load_config_text(
+    "version: props\nemails: {holdout_pct: 20}\nquiet_hours: {enabled: true, weekends: true}\n"
+)
+QUIET = CONFIG.quiet_hours
+#: each sequence's lead lives in one of these zones (None: the config's default, UTC)
+ZONES = (None, "Europe/Berlin", "America/New_York", "Asia/Kolkata")
 CAP = CONFIG.emails.frequency_cap
 CAP_WINDOW = int(CONFIG.emails.frequency_window_days * DAY_MS)
 
@@ -77,9 +83,12 @@ PAGES = ("pricing", "pricing", "comparison", "case_study", "blog", "roi_calculat
 METRICS = ("seats", "api_calls", "records", "integrations", "data_volume")
 
 
-def props_for(kind: str, v: int) -> dict[str, Any]:
+def props_for(kind: str, v: int, tz: str | None = None) -> dict[str, Any]:
     if kind in ("lead.created", "lead.updated"):
-        return {"company_size": SIZES[v % 4], "industry": INDUSTRIES[(v // 4) % 4]}
+        props: dict[str, Any] = {"company_size": SIZES[v % 4], "industry": INDUSTRIES[(v // 4) % 4]}
+        if tz is not None:
+            props["timezone"] = tz
+        return props
     if kind == "page.viewed":
         return {"page": PAGES[v % len(PAGES)]}
     if kind == "content.downloaded":
@@ -126,9 +135,11 @@ class Traced:
 
 
 def build_inputs(ops: list[Op]) -> list[Event | int]:
-    """Ops -> events (some late, some repeated) and clock advances."""
+    """Ops -> events (some late, some repeated) and clock advances. The lead's time zone is
+    picked by the first op and repeated on every lead.created/updated."""
+    tz = ZONES[ops[0][2] % len(ZONES)] if ops else None
     out: list[Event | int] = [
-        Event("e0", "lead.created", "L", T0, None, {"company_size": 200, "industry": "saas"})
+        Event("e0", "lead.created", "L", T0, None, props_for("lead.created", 2, tz))
     ]
     events: list[Event] = []
     clock = T0
@@ -142,7 +153,7 @@ def build_inputs(ops: list[Op]) -> list[Event | int]:
             if events:
                 out.append(events[v % len(events)])
         else:
-            e = Event(f"e{n + 1}", kind, "L", clock - late * HOUR_MS, None, props_for(kind, v))
+            e = Event(f"e{n + 1}", kind, "L", clock - late * HOUR_MS, None, props_for(kind, v, tz))
             events.append(e)
             out.append(e)
     return out
@@ -246,16 +257,40 @@ def same_input_same_output(inputs: list[Event | int], tr: list[Traced]) -> None:
 
 
 def emails_sent_never_exceed_the_cap(tr: list[Traced]) -> None:
-    """At most ``CAP`` sends in any window of ``CAP_WINDOW`` on the lead's send clock."""
+    """At most ``CAP`` sends in any window of ``CAP_WINDOW`` of delivery times (the send
+    clock, or ``deliver_after`` when quiet hours hold the send)."""
     times: list[int] = []
     for x in tr:
         clock = x.result.state.watermark
         assert clock is not None
-        times += [clock for a in x.result.actions if a.type == "send"]
+        times += [
+            clock if a.deliver_after is None else a.deliver_after
+            for a in x.result.actions
+            if a.type == "send"
+        ]
     times.sort()
     for i, start in enumerate(times):
         in_window = sum(1 for t in times[i:] if t < start + CAP_WINDOW)
         assert in_window <= CAP, times
+
+
+def sends_respect_quiet_hours(tr: list[Traced]) -> None:
+    """A send decided inside the lead's local quiet hours carries ``deliver_after``, which is
+    never inside quiet hours and never before the action's ``at``; any other send goes at once
+    (its send clock is outside quiet hours). Only sends are held."""
+    for x in tr:
+        st = x.result.state
+        tz = zone(st.timezone or QUIET.default_timezone)
+        assert tz is not None and st.watermark is not None
+        for a in x.result.actions:
+            if a.type != "send":
+                assert a.deliver_after is None, a
+            elif a.deliver_after is None:
+                assert not is_quiet(local_time(st.watermark, tz), QUIET), a
+            else:
+                assert a.deliver_after > a.at and a.deliver_after > st.watermark, a
+                assert not is_quiet(local_time(a.deliver_after, tz), QUIET), a
+                assert is_quiet(local_time(st.watermark, tz), QUIET), a
 
 
 @settings(
@@ -275,6 +310,7 @@ def test_invariants_hold_over_generated_sequences(raw: bytes) -> None:
     step_never_changes_its_input_state(tr)
     same_input_same_output(inputs, tr)
     emails_sent_never_exceed_the_cap(tr)
+    sends_respect_quiet_hours(tr)
 
 
 def test_generator_reaches_every_program() -> None:
@@ -286,15 +322,20 @@ def test_generator_reaches_every_program() -> None:
     programs: set[str] = set()
     reasons: set[str] = set()
     skips: set[str | None] = set()
+    held = at_once = 0
     for _ in range(1500):
         raw = bytes(rng.randrange(256) for _ in range(4 * rng.randrange(1, 13)))
         for x in trace(build_inputs(decode_ops(raw))):
             programs.add(x.result.state.program or "")
             reasons.update(t.reason for t in x.result.transitions)
             skips.update(a.skip_reason for a in x.result.actions if a.type == "skipped")
+            sends = [a for a in x.result.actions if a.type == "send"]
+            held += sum(1 for a in sends if a.deliver_after is not None)
+            at_once += sum(1 for a in sends if a.deliver_after is None)
     assert programs >= PROGRAMS, PROGRAMS - programs
     assert {"trial.checkpoint_48h", "mql.decision_signals", "reengage.no_response"} <= reasons
     assert {"holdout", "frequency_cap", "unsubscribed"} <= skips, skips
+    assert held > 50 and at_once > 50, (held, at_once)  # quiet hours both hold and let go
 
 
 json_values = st.recursive(
@@ -325,6 +366,7 @@ prop_keys = st.sampled_from(
         "api_calls_limit",
         "plan",
         "tier",
+        "timezone",
     )
 )
 
