@@ -302,9 +302,13 @@ class LeadRunner:
         owned = self.owned_partitions()
         self._log_state(owned)
         proc = self.processor
+        m = self.metrics
         for p in owned:
             if not proc.prepared(p):
-                n = proc.prepare(p)
+                programs: list[tuple[str | None, str | None]] | None = [] if m else None
+                n = proc.prepare(p, programs)
+                if m is not None and programs is not None:
+                    m.rebuild_occupancy(p, programs)  # nurture_leads right after restarts
                 log.info("partition %d ready: %d leads with pending timers", p, n)
         for p in owned:
             if not self._ready():
@@ -465,7 +469,7 @@ class LeadRunner:
                 if ts:
                     m.observe_latency(now - ts)
         for record in result.transition_records:
-            m.observe_transition(record)
+            m.observe_transition(record, partition=result.partition)
         for record in result.action_records:
             m.observe_action(record)
         for lag in result.fired_lags_ms:
@@ -485,6 +489,8 @@ class LeadRunner:
 
     def _forget(self, partitions: set[int]) -> None:
         self.processor.forget_partitions(partitions)
+        if self.metrics is not None:
+            self.metrics.drop_occupancy(partitions)
         for p in partitions:
             self.tick_outstanding.pop(p, None)
             merge = self.merges.pop(p, None)

@@ -31,6 +31,7 @@ once the consumer has committed past their anchor.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +40,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from stream.core.model import Event, TimerFired
+from stream.core.state import peek_program
 from stream.runtime.record import (
     HISTORY_KEEP,
     OUTBOX_CAP,
     LeadRecord,
     encode_record,
     peek_next_due,
+    peek_state_bytes,
     split_record,
 )
 from stream.runtime.timers import PartitionDue
@@ -186,10 +189,13 @@ class LeadProcessor:
     def prepared(self, partition: int) -> bool:
         return partition in self._parts
 
-    def prepare(self, partition: int) -> int:
+    def prepare(
+        self, partition: int, programs: list[tuple[str | None, str | None]] | None = None
+    ) -> int:
         """Load the partition's due index (from the record headers) and journal from the
         store; called before the partition's first batch after an assignment or a restart.
-        Returns the number of leads with pending timers."""
+        With ``programs``, also appends each lead's ``(program, program_state)`` to it (for
+        the ``nurture_leads`` gauge). Returns the number of leads with pending timers."""
         part = PartitionState()
         entries = []
         journal_prefix = f"{JOURNAL_PREFIX}{partition}:".encode()
@@ -198,6 +204,10 @@ class LeadProcessor:
                 if key.startswith(journal_prefix):
                     part.journal[key[len(journal_prefix) :].decode()] = orjson.loads(value)
                 continue
+            if programs is not None and value:
+                # ValueError: not the core's codec (a test's injected codec): not counted
+                with contextlib.suppress(ValueError):
+                    programs.append(peek_program(peek_state_bytes(value)))
             due = peek_next_due(value)
             if due is not None:
                 entries.append((key.decode(), due))

@@ -56,6 +56,15 @@ def peek_next_due(raw: bytes) -> int | None:
     return None if due < 0 else int(due)
 
 
+def peek_state_bytes(raw: bytes) -> bytes:
+    """The encoded state alone (no metadata decode): counting a partition's program occupancy
+    reads only this (with :func:`stream.core.state.peek_program`)."""
+    if raw[:2] != MAGIC:
+        return raw
+    _due, n = _HEAD.unpack_from(raw, 2)
+    return raw[_START : _START + n]
+
+
 def split_record(raw: bytes) -> tuple[bytes, dict[str, int], list[OutboxEntry], list[Any]]:
     """(state bytes, applied, outbox, history). A value without the header is a bare state."""
     if raw[:2] != MAGIC:
