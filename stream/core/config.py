@@ -262,13 +262,23 @@ class RulesConfig(_Section):
 
     _history: dict[str, RulesConfig] = PrivateAttr(default_factory=dict)
 
-    @property
+    @cached_property
     def ms(self) -> Derived:
-        """Derived millisecond values (cached per config object)."""
-        hit = _DERIVED.get(id(self))
-        if hit is not None and hit[0] is self:
-            return hit[1]
-        return _derive(self)
+        """Derived millisecond values, computed on first use (then a plain attribute read)."""
+        fit = self.score.fit_points
+        width = max(self.signals.window_days, self.mql.handoff_window_days)
+        return Derived(
+            fit_points={
+                "high": fit.high,
+                "medium": fit.medium,
+                "out": fit.out,
+                "unknown": fit.unknown,
+            },
+            score_decay_ms=int(self.score.decay_days * _DAY),
+            signal_window_ms=int(self.signals.window_days * _DAY),
+            signal_retention_ms=2 * int(width * _DAY),
+            frequency_window_ms=int(self.emails.frequency_window_days * _DAY),
+        )
 
     def for_version(self, version: str | None) -> RulesConfig:
         """The rules a lead entered its program under (this config if unknown or None)."""
@@ -279,25 +289,6 @@ class RulesConfig(_Section):
     @property
     def known_versions(self) -> tuple[str, ...]:
         return (self.version, *sorted(self._history))
-
-
-_DERIVED: dict[int, tuple[RulesConfig, Derived]] = {}
-
-
-def _derive(cfg: RulesConfig) -> Derived:
-    fit = cfg.score.fit_points
-    width = max(cfg.signals.window_days, cfg.mql.handoff_window_days)
-    derived = Derived(
-        fit_points={"high": fit.high, "medium": fit.medium, "out": fit.out, "unknown": fit.unknown},
-        score_decay_ms=int(cfg.score.decay_days * _DAY),
-        signal_window_ms=int(cfg.signals.window_days * _DAY),
-        signal_retention_ms=2 * int(width * _DAY),
-        frequency_window_ms=int(cfg.emails.frequency_window_days * _DAY),
-    )
-    if len(_DERIVED) > 256:  # configs are few; keep the cache bounded anyway
-        _DERIVED.clear()
-    _DERIVED[id(cfg)] = (cfg, derived)
-    return derived
 
 
 def with_history(current: RulesConfig, *older: RulesConfig) -> RulesConfig:

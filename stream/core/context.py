@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from stream.core.config import RulesConfig
 from stream.core.ids import action_id, in_holdout
 from stream.core.model import Action, Transition
@@ -22,19 +24,17 @@ DAY = 86_400_000
 HOUR = 3_600_000
 
 
-class Ctx:
-    """One step's config, cause, clock and outputs."""
+class Ctx(msgspec.Struct, gc=False):
+    """One step's working record, config, cause, clock and outputs (``gc=False``: nothing in
+    it refers back to it)."""
 
-    __slots__ = ("actions", "at", "caused_by", "cfg", "d", "now", "transitions")
-
-    def __init__(self, d: LeadState, cfg: RulesConfig, caused_by: str, at: int, now: int) -> None:
-        self.d = d
-        self.cfg = cfg
-        self.caused_by = caused_by
-        self.at = at  # the cause's event time (timers: due time)
-        self.now = now  # the lead's event-time clock after this input (max seen)
-        self.transitions: list[Transition] = []
-        self.actions: list[Action] = []
+    d: LeadState  # the lead's working record (a copy; the step's input state is untouched)
+    cfg: RulesConfig
+    caused_by: str  # the input's event id, or "timer:<timer_id>"
+    at: int  # the cause's event time (timers: due time)
+    now: int  # the lead's event-time clock after this input (max seen)
+    transitions: list[Transition] = msgspec.field(default_factory=list)
+    actions: list[Action] = msgspec.field(default_factory=list)
 
     @property
     def pcfg(self) -> RulesConfig:

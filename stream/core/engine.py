@@ -49,7 +49,7 @@ from stream.core.facts import (
 )
 from stream.core.model import Action, Event, Timer, TimerFired, Transition
 from stream.core.programs import expansion, mql, reengage, trial
-from stream.core.state import LeadState, seen_add, seen_contains
+from stream.core.state import LeadState, seen_add, seen_contains, working_copy
 
 __all__ = ["HANDLED_TYPES", "StepResult", "step"]
 
@@ -94,7 +94,7 @@ def _passive(state: LeadState, inp: Event, config: RulesConfig) -> StepResult:
     Exactly what the general path does for such an event, without the Ctx and rule dispatch:
     dedupe ring, clock, account id, activity time, score decay and signal pruning."""
     at = inp.at
-    d = state.working_copy()
+    d = working_copy(state)
     d.seen_ids = seen_add(state.seen_ids, inp.event_id, config.dedupe.max_event_ids)
     wm = state.watermark
     now = d.watermark = at if wm is None or at > wm else wm
@@ -125,7 +125,7 @@ def step(state: LeadState | None, inp: Event | TimerFired, config: RulesConfig) 
     if etype in PASSIVE and state.program is not None and inp.event_id[:6] != "timer:":
         return _passive(state, inp, config)  # an event id "timer:*" takes the general path
     at = inp.at
-    d = state.working_copy()
+    d = working_copy(state)
     d.seen_ids = seen_add(state.seen_ids, inp.event_id, config.dedupe.max_event_ids)
     wm = state.watermark
     now = d.watermark = at if wm is None or at > wm else wm
@@ -155,10 +155,13 @@ def _finish(ctx: Ctx, program_before: str | None) -> StepResult:
 
 
 def _on_timer(state: LeadState, tf: TimerFired, config: RulesConfig) -> StepResult:
-    timer = next((t for t in state.timers if t.timer_id == tf.timer_id), None)
-    if timer is None:
-        return _noop(state)
-    d = state.working_copy()
+    timer_id = tf.timer_id
+    for timer in state.timers:
+        if timer.timer_id == timer_id:
+            break
+    else:
+        return _noop(state)  # no longer pending (fired or cancelled): fire-once
+    d = working_copy(state)
     d.drop_timer(tf.timer_id)
     now = tf.at if state.watermark is None or tf.at > state.watermark else state.watermark
     d.watermark = now

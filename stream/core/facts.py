@@ -11,7 +11,7 @@ from stream.core.config import RulesConfig
 from stream.core.context import DAY, HOUR
 from stream.core.icp import icp_tier
 from stream.core.state import LeadState
-from stream.core.windows import insert_sorted
+from stream.core.windows import insert_sorted, with_item
 
 #: events that count as product or email activity (silence rules)
 ACTIVITY = frozenset(
@@ -93,9 +93,7 @@ def add_score(d: LeadState, at: int, points: int, cfg: RulesConfig) -> int:
     """Record a score contribution; returns SCORE_ADDED when there was one."""
     if points <= 0:
         return 0
-    lst = list(d.score_events)
-    insert_sorted(lst, (at, points), cfg.score.max_contributions)
-    d.score_events = tuple(lst)
+    d.score_events = with_item(d.score_events, (at, points), cfg.score.max_contributions)
     return SCORE_ADDED
 
 
@@ -121,9 +119,7 @@ def compute_score(d: LeadState, now: int, cfg: RulesConfig) -> int:
 def add_signal(d: LeadState, at: int, kind: str, cfg: RulesConfig) -> None:
     """Record a buying-stage signal. ``kind`` is ``d:*`` (decision), ``c:*`` (consideration) or
     ``s:sales_contact``. Retention covers two windows so late events still pair exactly."""
-    lst = list(d.signal_events)
-    insert_sorted(lst, (at, kind), cfg.signals.max_events)
-    d.signal_events = tuple(lst)
+    d.signal_events = with_item(d.signal_events, (at, kind), cfg.signals.max_events)
 
 
 def prune_signals(d: LeadState, now: int, cfg: RulesConfig) -> None:

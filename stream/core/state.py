@@ -5,7 +5,7 @@ windows, score contributions, sessions, features, usage samples, send times, see
 so one lead's state stays a few hundred bytes whatever its history.
 
 A state is a value. ``step`` never changes the state it is given: it works on a shallow copy
-(:meth:`LeadState.working_copy`) that the rules change field by field, and returns that copy.
+(:func:`working_copy`) that the rules change field by field, and returns that copy.
 Sharing the fields between the two is safe because every field holds an immutable value
 (scalars, strings, tuples). Code outside the core reads states and never assigns to them.
 """
@@ -75,10 +75,6 @@ class LeadState(msgspec.Struct, gc=False, array_like=True):
     timer_seq: int = 0  # makes timer ids unique per lead for its life
     timezone: str | None = None  # IANA name from lead.created/updated (quiet hours)
 
-    def working_copy(self) -> LeadState:
-        """A shallow copy for one step to change (the original stays as it was)."""
-        return _shallow_copy(self)
-
     # -- timers (kept sorted; the tuple is replaced only when it changes) ------------------
     def add_timer(self, kind: str, due: int, key: str | None = None) -> str:
         """Schedule a timer; its id is unique for the lead's life (kind, sequence, due)."""
@@ -89,15 +85,17 @@ class LeadState(msgspec.Struct, gc=False, array_like=True):
 
     def cancel_timers(self, *kinds: str) -> None:
         """Drop the pending timers of these kinds."""
-        timers = self.timers
-        if timers and any(t.kind in kinds for t in timers):
-            self.timers = tuple(t for t in timers if t.kind not in kinds)
+        if self.timers:
+            kept = [t for t in self.timers if t.kind not in kinds]
+            if len(kept) != len(self.timers):
+                self.timers = tuple(kept)
 
     def cancel_prefix(self, prefix: str) -> None:
         """Drop the pending timers whose kind starts with ``prefix``."""
-        timers = self.timers
-        if timers and any(t.kind.startswith(prefix) for t in timers):
-            self.timers = tuple(t for t in timers if not t.kind.startswith(prefix))
+        if self.timers:
+            kept = [t for t in self.timers if not t.kind.startswith(prefix)]
+            if len(kept) != len(self.timers):
+                self.timers = tuple(kept)
 
     def drop_timer(self, timer_id: str) -> None:
         """Drop the pending timer with this id (it fired)."""
@@ -111,8 +109,9 @@ class LeadState(msgspec.Struct, gc=False, array_like=True):
         return None
 
 
-#: msgspec's C ``Struct.__copy__`` (what ``copy.copy`` calls, minus its dispatch; not in the stubs)
-_shallow_copy: Callable[[LeadState], LeadState] = LeadState.__copy__  # type: ignore[attr-defined]
+#: ``working_copy(state)``: a shallow copy for one step to change (the original stays as it was).
+#: msgspec's C ``Struct.__copy__``: what ``copy.copy`` calls, minus its dispatch (not in the stubs)
+working_copy: Callable[[LeadState], LeadState] = LeadState.__copy__  # type: ignore[attr-defined]
 
 SEP = "\x1f"
 
@@ -124,12 +123,11 @@ def seen_contains(seen: str, event_id: str) -> bool:
 
 def seen_add(seen: str, event_id: str, ring: int) -> str:
     """The ring with ``event_id`` appended, oldest ids dropped beyond ``ring`` entries."""
-    seen = f"{seen}{event_id}{SEP}" if seen else f"{SEP}{event_id}{SEP}"
-    extra = seen.count(SEP) - 1 - ring
-    while extra > 0:
+    if not seen:
+        return f"{SEP}{event_id}{SEP}"
+    while seen.count(SEP) > ring:  # full (n ids have n + 1 separators): drop the oldest
         seen = seen[seen.index(SEP, 1) :]
-        extra -= 1
-    return seen
+    return f"{seen}{event_id}{SEP}"
 
 
 def seen_list(state: LeadState) -> list[str]:

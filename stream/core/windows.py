@@ -23,6 +23,17 @@ def insert_sorted(items: list[Any], item: Any, cap: int) -> None:
         del items[: len(items) - cap]
 
 
+def with_item(items: tuple[Any, ...], item: Any, cap: int) -> tuple[Any, ...]:
+    """``items`` (sorted) with ``item`` inserted in order, only the newest ``cap`` kept."""
+    if not items or item >= items[-1]:
+        out = (*items, item)
+    else:
+        lst = list(items)
+        insort(lst, item)
+        out = tuple(lst)
+    return out[len(out) - cap :] if len(out) > cap else out
+
+
 def prune_before(items: list[Any], horizon: int) -> None:
     """Drop entries whose first element (event time) is older than ``horizon``."""
     n = 0

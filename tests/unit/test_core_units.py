@@ -16,7 +16,7 @@ from stream.core.ids import action_id, holdout_bucket
 from stream.core.model import DAY_MS, Timer
 from stream.core.state import LeadState, decode_state, encode_state, peek_program, seen_list
 from stream.core.synth import drive, stream
-from stream.core.windows import count_in, insert_sorted, max_in_window_containing
+from stream.core.windows import count_in, insert_sorted, max_in_window_containing, with_item
 
 CFG = load_config()
 
@@ -135,6 +135,17 @@ def test_window_helpers_keep_order_and_bound() -> None:
         insert_sorted(items, rng.randrange(1000), 16)
     assert items == sorted(items) and len(items) == 16
     assert count_in([1, 2, 3, 10], 2, 10) == 2
+
+
+@given(st.lists(st.integers(0, 50), max_size=60), st.integers(1, 8))
+def test_with_item_equals_insert_sorted_on_a_copy(values: list[int], cap: int) -> None:
+    """The tuple form the facts use gives what the list form gives, whatever the order."""
+    as_list: list[int] = []
+    as_tuple: tuple[int, ...] = ()
+    for v in values:
+        insert_sorted(as_list, v, cap)
+        as_tuple = with_item(as_tuple, v, cap)
+        assert as_tuple == tuple(as_list)
 
 
 @pytest.mark.parametrize(
