@@ -94,7 +94,7 @@ def lead_rounds(events: list[SimEvent]) -> list[list[SimEvent]]:
     return out
 
 
-def settled(settings: Settings, timeout: float = 900.0) -> None:
+def settled(settings: Settings, timeout: float = 3600.0) -> None:
     """Wait until the worker group committed every input, across a broker restart."""
     from aiokafka.errors import KafkaError
 
@@ -231,7 +231,7 @@ def test_chaos_delivers_each_oracle_send_exactly_once(tmp_path_factory: Any) -> 
                 chaos.worker.wait_ready(timeout=300)
                 settled(settings)
                 wait_group_caught_up(
-                    kafka.bootstrap, f"{settings.app_id}-sender", settings.topic_actions, 900
+                    kafka.bootstrap, f"{settings.app_id}-sender", settings.topic_actions, 3600
                 )
                 smtp.wait_for(len(oracle), timeout=600)
             finally:
