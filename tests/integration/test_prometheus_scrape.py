@@ -471,12 +471,19 @@ def _metric_total(body: str, sample: str, **labels: str) -> float:
     return total
 
 
-def _report_cell(consumer: Any, cohort: str) -> Any:
+def _only(doc: Any, shape: Any) -> Any:
+    """``doc`` restricted to the keys of ``shape`` (the report also carries intervals)."""
+    if isinstance(shape, dict) and isinstance(doc, dict):
+        return {k: _only(doc.get(k), v) for k, v in shape.items()}
+    return doc
+
+
+def _report_cell(consumer: Any, cohort: str, shape: Any) -> Any:
     status, report = consumer.get("/report")
     if status != 200:
         return None
     try:
-        return report["programs"]["mql_nurture"][cohort]["high"]
+        return _only(report["programs"]["mql_nurture"][cohort]["high"], shape)
     except KeyError:
         return None
 
@@ -553,7 +560,7 @@ def test_report_consumer_serves_report_and_series(
             worker.wait_processed(total, timeout=120)
 
         wait_for(
-            lambda: _report_cell(consumer, cohort) == expected_cell,
+            lambda: _report_cell(consumer, cohort, expected_cell) == expected_cell,
             60,
             "the report consumer to read the worker's outputs",
         )
