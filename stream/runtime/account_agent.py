@@ -70,6 +70,18 @@ def account_topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
             n,
             {"retention.ms": str(6 * 3600 * 1000), "cleanup.policy": "delete"},
         ),
+        # Created up front (not left to Faust's declare at start-up): a run where the worker's
+        # first batch wrote to this changelog before it existed stalled the producer on its
+        # metadata refresh and wedged the rebalance (found by the worker bench).
+        TopicSpec(
+            f"{settings.app_id}-accounts-changelog",
+            "account_id",
+            "internal",
+            "worker (accounts table)",
+            "worker (table recovery)",
+            n,
+            {"cleanup.policy": "compact"},
+        ),
     )
 
 

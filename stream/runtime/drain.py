@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 FastDeliver = Callable[[Any, Callable[[], None], Callable[[], None]], None]
 
@@ -93,7 +94,11 @@ class DrainConsumer(faust_aiokafka.Consumer):
             raise
 
     def _pressure_hooks(self, tp: Any) -> tuple[Callable[[], None], Callable[[], None]]:
-        return (lambda: self.on_buffer_full(tp), lambda: self.on_buffer_drop(tp))
+        # getmany may yield aiokafka's TopicPartition; Faust's active-partition set asserts that
+        # it holds only faust TP instances (seen as an AssertionError in _get_active_partitions
+        # once a 108k-message backlog first paused a partition). Same fields, same hash.
+        ftp = TP(tp.topic, tp.partition)
+        return (lambda: self.on_buffer_full(ftp), lambda: self.on_buffer_drop(ftp))
 
 
 class DrainTransport(faust_aiokafka.Transport):
