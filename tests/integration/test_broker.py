@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stream.cli import main as cli_main
+from stream.settings import Settings
 from stream.topics_admin import describe_topics, ensure_topics
 from topics.catalog import catalog
 
@@ -139,7 +140,8 @@ def test_topics_cli_creates_then_reports_existing(
 
     assert len(created) == 6 and all(line.startswith("created  cli.") for line in created)
     assert len(again) == 6 and all(line.startswith("exists   cli.") for line in again)
-    assert len(listed) == 6 and all(line.endswith("partitions=4") for line in listed)
+    default = Settings.model_fields["topic_partitions"].default  # the CLI's own default (12)
+    assert len(listed) == 6 and all(line.endswith(f"partitions={default}") for line in listed)
 
 
 def test_produce_and_consume_in_a_group_with_committed_offsets(
