@@ -96,11 +96,12 @@ class Counts:
 
 @dataclass(slots=True)
 class Scan(Counts):
-    """What :func:`scan` found; ``runs[b]`` are bucket ``b``'s sorted run files, ``extra``
-    the sorted runs of the events ``scan``'s ``extra`` predicate picked (all leads)."""
+    """What :func:`scan` found; ``runs[b]`` are lead bucket ``b``'s sorted run files,
+    ``extra[b]`` those of bucket ``b`` of the events ``scan``'s ``extra`` keyed (by their key's
+    bucket, all leads)."""
 
     runs: list[list[Path]] = field(default_factory=list)
-    extra: list[Path] = field(default_factory=list)
+    extra: list[list[Path]] = field(default_factory=list)
 
 
 def read_events(
@@ -158,13 +159,14 @@ def scan(
     buckets: int = BUCKETS,
     run_rows: int = RUN_ROWS,
     on_line: Callable[[int], None] | None = None,
-    extra: Callable[[Event], bool] | None = None,
+    extra: Callable[[Event], str | None] | None = None,
 ) -> Scan:
     """Parse ``lines`` (from :func:`iter_lines`) into sorted bucket runs under ``tmp_dir``;
-    events for which ``extra`` is true also go to one more set of runs (``Scan.extra``)."""
-    result = Scan(runs=[[] for _ in range(buckets)])
-    # one list per bucket, then the extra one
-    pending: list[list[tuple[int, str, bytes]]] = [[] for _ in range(buckets + 1)]
+    events to which ``extra`` gives a key (an account id) also go to the runs of that key's
+    bucket (``Scan.extra``), in the same order."""
+    result = Scan(runs=[[] for _ in range(buckets)], extra=[[] for _ in range(buckets)])
+    # one list per lead bucket, then one per extra bucket
+    pending: list[list[tuple[int, str, bytes]]] = [[] for _ in range(2 * buckets)]
     buffered = 0
 
     def spill() -> None:
@@ -172,7 +174,7 @@ def scan(
             if not rows:
                 continue
             rows.sort(key=itemgetter(0, 1))  # stable: one lead's ties keep file order
-            runs = result.runs[b] if b < buckets else result.extra
+            runs = result.runs[b] if b < buckets else result.extra[b - buckets]
             path = tmp_dir / f"b{b:03d}-r{len(runs):05d}.jsonl"
             with open(path, "wb", buffering=1 << 20) as out:
                 out.writelines(row for _, _, row in rows)
@@ -182,8 +184,10 @@ def scan(
     for number, event in read_events(lines, dead, result, until):
         row = (event.at, event.lead_id, _row(event, number) + b"\n")
         pending[bucket_of(event.lead_id, buckets)].append(row)
-        if extra is not None and extra(event):
-            pending[buckets].append(row)
+        if extra is not None:
+            key = extra(event)
+            if key is not None:
+                pending[buckets + bucket_of(key, buckets)].append(row)
         buffered += 1
         if buffered >= run_rows:
             spill()

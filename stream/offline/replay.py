@@ -42,7 +42,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from stream.core.model import ms_to_rfc3339
+from stream.accounts.engine import ACCOUNT_EVENT_TYPES
+from stream.core.model import Event, ms_to_rfc3339
 from stream.offline.order import Counts, iter_lines, read_events, scan
 from stream.offline.outputs import TTO_EDGES, FlowStats, Recorder
 from stream.offline.runner import (
@@ -171,19 +172,18 @@ def replay_file(
         bar = _Progress(fh, os.path.getsize(events_path), progress)
         try:
             if order == "file":
-                report, flow, post_sale = _in_file_order(
+                pipeline, flow, post_sale = _in_file_order(
                     fh, out_dir, config, until, dead, stats, bar
                 )
             else:
                 stats.jobs = max(1, jobs)
-                report, flow, post_sale = _in_time_order(
+                pipeline, flow, post_sale = _in_time_order(
                     fh, out_dir, config, until, dead, stats, bar
                 )
         finally:
             bar.close(stats.events)
     from stream.report.stats import StatsSettings, lift_rows
 
-    pipeline = report.to_dict()
     doc = {
         "replay": stats.to_dict(),
         "pipeline": pipeline,
@@ -201,6 +201,12 @@ def replay_file(
     return stats
 
 
+def _account_key(event: Event) -> str | None:
+    """The key an event reaches the account core by (None: it does not); the test of
+    :func:`stream.accounts.driver.feeds_account`, on every event of the scan."""
+    return event.account_id if event.type in ACCOUNT_EVENT_TYPES else None
+
+
 def _in_time_order(
     fh: IO[bytes],
     out_dir: Path,
@@ -209,47 +215,39 @@ def _in_time_order(
     dead: Any,
     stats: ReplayStats,
     bar: _Progress,
-) -> tuple[Any, FlowStats, dict[str, Any]]:
-    from stream.accounts.driver import feeds_account
-    from stream.offline.accounts import AccountReplay
-    from stream.offline.order import bucket_events
-    from stream.offline.shards import merge_keyed, merge_results, run_buckets
+) -> tuple[dict[str, Any], FlowStats, dict[str, Any]]:
+    from stream.offline.shards import merge_keyed, merge_post_sale, merge_results, run_buckets
+    from stream.report.pipeline import DEFAULT_WINDOW_DAYS
     from stream.report.stats import StatsSettings
 
-    with (
-        tempfile.TemporaryDirectory(prefix=".replay-", dir=out_dir) as tmp,
-        AccountReplay(out_dir, config) as accounts,
-    ):
+    with tempfile.TemporaryDirectory(prefix=".replay-", dir=out_dir) as tmp:
         work = Path(tmp)
         found = scan(
-            iter_lines(fh), work, dead, until=until, on_line=bar.update, extra=feeds_account
+            iter_lines(fh), work, dead, until=until, on_line=bar.update, extra=_account_key
         )
         horizon = found.last_at if until is None else until
-
-        def account_pass() -> dict[str, Any]:
-            # accounts span leads: one pass over their events in time order, in this process
-            # (while the bucket processes run, when there are several)
-            for event in bucket_events(found.extra):
-                accounts.feed(event)
-            return accounts.finish(horizon)
-
-        results, post_sale = run_buckets(
-            found.runs, config, horizon, work, stats.jobs, meanwhile=account_pass
-        )
-        buckets = [r.bucket for r in results]
-        for kind, name in (("t", "transitions.jsonl"), ("a", "actions.jsonl")):
+        leads, accounts = run_buckets(found, config, horizon, work, stats.jobs)
+        lead_buckets = [r.bucket for r in leads]
+        account_buckets = [r.bucket for r in accounts]
+        for kind, buckets, name in (
+            ("t", lead_buckets, "transitions.jsonl"),
+            ("a", lead_buckets, "actions.jsonl"),
+            ("at", account_buckets, "account_transitions.jsonl"),
+            ("aa", account_buckets, "account_actions.jsonl"),
+        ):
             with open(out_dir / name, "wb", buffering=1 << 20) as out:
-                merge_keyed(work, buckets, kind, out)
-    report, flow = merge_results(results, StatsSettings.from_rules(config))
+                merge_keyed(work, kind, buckets, out)
+    pipeline, flow = merge_results(leads, StatsSettings.from_rules(config), DEFAULT_WINDOW_DAYS)
     _set_counts(stats, found, horizon)
-    stats.timers_fired = sum(r.timers_fired for r in results)
-    stats.transitions = sum(r.transitions for r in results)
-    stats.actions = sum(r.actions for r in results)
-    stats.leads = sum(r.leads for r in results)
-    stats.pending_timers_at_end = sum(r.pending_timers for r in results)
-    if stats.jobs > 1 and len(results) > 1:
-        stats.worker_peak_rss_mb = round(max(r.peak_rss_mb for r in results), 1)
-    return report, flow, post_sale
+    stats.timers_fired = sum(r.timers_fired for r in leads)
+    stats.transitions = sum(r.transitions for r in leads)
+    stats.actions = sum(r.actions for r in leads)
+    stats.leads = sum(r.leads for r in leads)
+    stats.pending_timers_at_end = sum(r.pending_timers for r in leads)
+    if stats.jobs > 1 and len(leads) + len(accounts) > 1:
+        peaks = [r.peak_rss_mb for r in leads] + [r.peak_rss_mb for r in accounts]
+        stats.worker_peak_rss_mb = round(max(peaks), 1)
+    return pipeline, flow, merge_post_sale(accounts, horizon)
 
 
 def _set_counts(stats: ReplayStats, counts: Counts, horizon: int | None) -> None:
@@ -270,7 +268,7 @@ def _in_file_order(
     dead: Any,
     stats: ReplayStats,
     bar: _Progress,
-) -> tuple[Any, FlowStats, dict[str, Any]]:
+) -> tuple[dict[str, Any], FlowStats, dict[str, Any]]:
     from stream.offline.accounts import AccountReplay
     from stream.report.pipeline import PipelineReport
     from stream.report.stats import StatsSettings
@@ -308,4 +306,4 @@ def _in_file_order(
     stats.timers_fired = runner.timers_fired
     stats.leads = len(runner.states)
     stats.pending_timers_at_end = runner.pending_timers
-    return recorder.report, recorder.flow, post_sale
+    return recorder.report.to_dict(), recorder.flow, post_sale

@@ -1,14 +1,17 @@
-"""Time-ordered replay by lead bucket, in one process or several, merged in a fixed order.
+"""Time-ordered replay by bucket, in one process or several, merged in a fixed order.
 
 Each bucket of :func:`stream.offline.order.scan` is replayed on its own (its own clock and
-timer heap: leads are independent and the bucket's events are in event-time order, so every
-lead sees exactly the inputs it would in one global run). The bucket's timers fire up to the
-run's global horizon. Bucket ``b`` writes keyed transition and action lines (see
-:class:`stream.offline.outputs.Recorder`) and returns its counts and its report facts.
+timer heap): lead bucket ``b`` through the lead core, account bucket ``b`` (the events that
+reach an account, bucketed by ``account_id``) through the account core. Leads are independent
+of each other, and so are accounts; a bucket's events are in event-time order, so every lead and
+every account sees exactly the inputs it would in one global run, and its timers fire up to the
+run's global horizon. A bucket writes keyed output lines (see
+:class:`stream.offline.outputs.Recorder`) and returns its counts and its report *totals*
+(counts and times, kilobytes: the per-lead and per-account facts stay in the bucket process).
 
 :func:`merge_keyed` then merges the buckets' lines by key, ties by bucket number. Buckets are
 fixed (not derived from the number of processes), so the outputs are byte-identical whatever
-``jobs`` is. Memory: a process holds one bucket's lead states at a time.
+``jobs`` is. Memory: a process holds one bucket's states at a time; the parent holds totals.
 """
 
 from __future__ import annotations
@@ -17,23 +20,29 @@ import gc
 import heapq
 import multiprocessing
 import resource
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 
-from stream.offline.order import bucket_events
+import orjson
+
+from stream.offline.order import Scan, bucket_events
 from stream.offline.outputs import FlowStats, Recorder
 from stream.offline.runner import REPLAY_GC_THRESHOLD, EventTimeRunner
 
 if TYPE_CHECKING:
+    from stream.accounts.model import AccountStep
     from stream.core.config import RulesConfig
-    from stream.report.pipeline import PipelineReport
+    from stream.report.pipeline import PipelineTotals
+    from stream.report.postsale import PostSaleTotals
     from stream.report.stats import StatsSettings
 
 KEY_WIDTH = 16
-T = TypeVar("T")
+#: the account core costs about three times the lead core per event: account buckets are
+#: weighed so when the largest work is started first
+ACCOUNT_WEIGHT = 3
 
 
 def peak_rss_mb() -> float:
@@ -56,45 +65,69 @@ def peak_rss_mb() -> float:
 
 @dataclass(slots=True)
 class BucketResult:
+    """What a lead bucket hands back."""
+
     bucket: int
     transitions: int
     actions: int
     timers_fired: int
     leads: int
     pending_timers: int
-    report: PipelineReport
+    report: PipelineTotals
     flow: FlowStats
     peak_rss_mb: float
 
 
-def _paths(work_dir: Path, bucket: int) -> tuple[Path, Path]:
-    return work_dir / f"t{bucket:03d}.jsonl", work_dir / f"a{bucket:03d}.jsonl"
+@dataclass(slots=True)
+class AccountBucketResult:
+    """What an account bucket hands back."""
+
+    bucket: int
+    transitions: int
+    actions: int
+    timers_fired: int
+    accounts: int
+    post_sale: PostSaleTotals
+    peak_rss_mb: float
+
+
+def output_path(work_dir: Path, kind: str, bucket: int) -> Path:
+    """A bucket's keyed output lines: ``kind`` is ``t``/``a`` (lead transitions/actions) or
+    ``at``/``aa`` (account transitions/actions)."""
+    return work_dir / f"{kind}{bucket:03d}.jsonl"
+
+
+class _Collector:
+    """Start-up objects out of the collector's reach and a larger young generation while a
+    bucket runs (see :func:`stream.offline.replay.replay_file`); restored afterwards."""
+
+    def __enter__(self) -> None:
+        self._threshold = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(*REPLAY_GC_THRESHOLD)
+
+    def __exit__(self, *exc: object) -> None:
+        gc.set_threshold(*self._threshold)
+        gc.unfreeze()
 
 
 def run_bucket(
     bucket: int, runs: list[Path], config: RulesConfig, horizon: int | None, work_dir: Path
 ) -> BucketResult:
-    """Replay one bucket's events; its keyed outputs go to ``work_dir``."""
+    """Replay one lead bucket's events; its keyed outputs go to ``work_dir``."""
     from stream.report.pipeline import PipelineReport
 
-    t_path, a_path = _paths(work_dir, bucket)
-    gc_threshold = gc.get_threshold()
-    gc.freeze()  # as replay_file: start-up objects out of reach, young generation larger
-    gc.set_threshold(*REPLAY_GC_THRESHOLD)
-    try:
-        with (
-            open(t_path, "wb", buffering=1 << 20) as t_out,
-            open(a_path, "wb", buffering=1 << 20) as a_out,
-        ):
-            recorder = Recorder(t_out.write, a_out.write, PipelineReport(), FlowStats(), keyed=True)
-            runner = EventTimeRunner(config, recorder)
-            for event in bucket_events(runs):
-                runner.process(event)
-            if horizon is not None:
-                runner.fire_until(horizon)
-    finally:
-        gc.set_threshold(*gc_threshold)
-        gc.unfreeze()
+    with (
+        _Collector(),
+        open(output_path(work_dir, "t", bucket), "wb", buffering=1 << 20) as t_out,
+        open(output_path(work_dir, "a", bucket), "wb", buffering=1 << 20) as a_out,
+    ):
+        recorder = Recorder(t_out.write, a_out.write, PipelineReport(), FlowStats(), keyed=True)
+        runner = EventTimeRunner(config, recorder)
+        for event in bucket_events(runs):
+            runner.process(event)
+        if horizon is not None:
+            runner.fire_until(horizon)
     recorder.flow.drop_open_entries()  # the bucket's leads are done: only the counts travel
     return BucketResult(
         bucket=bucket,
@@ -103,36 +136,114 @@ def run_bucket(
         timers_fired=runner.timers_fired,
         leads=len(runner.states),
         pending_timers=runner.pending_timers,
-        report=recorder.report,
+        report=recorder.report.totals(),
         flow=recorder.flow,
         peak_rss_mb=peak_rss_mb(),
     )
 
 
+class _AccountRecorder:
+    """The account driver's sink: keyed contract records, as :class:`Recorder` writes them."""
+
+    def __init__(self, t_out: IO[bytes], a_out: IO[bytes]) -> None:
+        self._t, self._a = t_out.write, a_out.write
+        self.key = 0
+        self.transitions = 0
+        self.actions = 0
+
+    def __call__(self, _account_id: str, result: AccountStep) -> None:
+        transitions, actions = result.transitions, result.actions
+        if not transitions and not actions:
+            return
+        first = transitions[0].at if transitions else actions[0].at
+        if first > self.key:
+            self.key = first
+        prefix = b"%016d" % self.key
+        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        for t in transitions:
+            self._t(prefix + dumps(t.to_record(), option=newline))
+        for a in actions:
+            self._a(prefix + dumps(a.to_record(), option=newline))
+        self.transitions += len(transitions)
+        self.actions += len(actions)
+
+
+def run_account_bucket(
+    bucket: int, runs: list[Path], config: RulesConfig, horizon: int | None, work_dir: Path
+) -> AccountBucketResult:
+    """Replay one account bucket's events through the account core (timers up to
+    ``horizon``); its keyed outputs go to ``work_dir``, its post-sale totals are returned."""
+    from stream.accounts.driver import AccountDriver
+    from stream.report.postsale import PostSaleTotals
+
+    with (
+        _Collector(),
+        open(output_path(work_dir, "at", bucket), "wb", buffering=1 << 20) as t_out,
+        open(output_path(work_dir, "aa", bucket), "wb", buffering=1 << 20) as a_out,
+    ):
+        recorder = _AccountRecorder(t_out, a_out)
+        driver = AccountDriver(config, sink=recorder)
+        for event in bucket_events(runs):
+            driver.feed(event)
+        driver.finish(horizon)
+    totals = PostSaleTotals()
+    accounts = 0
+    for run in driver.accounts.values():
+        if run.state is not None:
+            accounts += 1
+            totals.add(run.state, horizon, config.accounts)
+    return AccountBucketResult(
+        bucket=bucket,
+        transitions=recorder.transitions,
+        actions=recorder.actions,
+        timers_fired=driver.timers_fired,
+        accounts=accounts,
+        post_sale=totals,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
 def run_buckets(
-    runs: list[list[Path]],
-    config: RulesConfig,
-    horizon: int | None,
-    work_dir: Path,
-    jobs: int,
-    meanwhile: Callable[[], T],
-) -> tuple[list[BucketResult], T]:
-    """Every non-empty bucket, on ``jobs`` processes (1: in this process), in bucket order,
-    and what ``meanwhile`` returns (called in this process while the buckets run)."""
-    todo = [b for b, paths in enumerate(runs) if paths]
-    if jobs <= 1 or len(todo) <= 1:
-        results = [run_bucket(b, runs[b], config, horizon, work_dir) for b in todo]
-        return results, meanwhile()
-    # largest buckets first so the processes finish together; "spawn": a fresh interpreter,
-    # not a copy of this process's memory
-    by_size = sorted(todo, key=lambda b: -sum(p.stat().st_size for p in runs[b]))
+    found: Scan, config: RulesConfig, horizon: int | None, work_dir: Path, jobs: int
+) -> tuple[list[BucketResult], list[AccountBucketResult]]:
+    """Every non-empty lead and account bucket, on ``jobs`` processes (1: in this process);
+    the results in bucket order."""
+    leads = [b for b, paths in enumerate(found.runs) if paths]
+    accounts = [b for b, paths in enumerate(found.extra) if paths]
+    if jobs <= 1 or len(leads) + len(accounts) <= 1:
+        return (
+            [run_bucket(b, found.runs[b], config, horizon, work_dir) for b in leads],
+            [run_account_bucket(b, found.extra[b], config, horizon, work_dir) for b in accounts],
+        )
+    # the largest work first, so the processes finish together
+    order = sorted(
+        [("lead", b, _size(found.runs[b])) for b in leads]
+        + [("account", b, ACCOUNT_WEIGHT * _size(found.extra[b])) for b in accounts],
+        key=lambda task: -task[2],
+    )
+    # "spawn": a fresh interpreter, not a copy of this process's memory
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
-        futures = {
-            b: pool.submit(run_bucket, b, runs[b], config, horizon, work_dir) for b in by_size
-        }
-        other = meanwhile()
-        return [futures[b].result() for b in todo], other
+    workers = min(jobs, len(order))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        lead_futures: dict[int, Future[BucketResult]] = {}
+        account_futures: dict[int, Future[AccountBucketResult]] = {}
+        for kind, b, _ in order:
+            if kind == "lead":
+                lead_futures[b] = pool.submit(
+                    run_bucket, b, found.runs[b], config, horizon, work_dir
+                )
+            else:
+                account_futures[b] = pool.submit(
+                    run_account_bucket, b, found.extra[b], config, horizon, work_dir
+                )
+        return (
+            [lead_futures[b].result() for b in leads],
+            [account_futures[b].result() for b in accounts],
+        )
+
+
+def _size(paths: list[Path]) -> int:
+    return sum(p.stat().st_size for p in paths)
 
 
 def _keyed_lines(path: Path) -> Iterator[bytes]:
@@ -140,11 +251,10 @@ def _keyed_lines(path: Path) -> Iterator[bytes]:
         yield from fh
 
 
-def merge_keyed(work_dir: Path, buckets: list[int], kind: str, out: IO[bytes]) -> None:
-    """Merge the buckets' ``kind`` lines (``t`` transitions, ``a`` actions) by key into ``out``,
-    ties in bucket order, without the keys."""
-    index = 0 if kind == "t" else 1
-    sources = [_keyed_lines(_paths(work_dir, b)[index]) for b in buckets]
+def merge_keyed(work_dir: Path, kind: str, buckets: list[int], out: IO[bytes]) -> None:
+    """Merge the buckets' ``kind`` lines (see :func:`output_path`) by key into ``out``, ties in
+    bucket order, without the keys."""
+    sources = [_keyed_lines(output_path(work_dir, kind, b)) for b in buckets]
     write = out.write
     for line in heapq.merge(*sources, key=_key):
         write(line[KEY_WIDTH:])
@@ -155,13 +265,28 @@ def _key(line: bytes) -> bytes:
 
 
 def merge_results(
-    results: list[BucketResult], stats: StatsSettings
-) -> tuple[PipelineReport, FlowStats]:
-    """One pipeline report and one flow over all buckets (merged in bucket order)."""
-    from stream.report.pipeline import PipelineReport
+    results: list[BucketResult], stats: StatsSettings, window_days: int
+) -> tuple[dict[str, Any], FlowStats]:
+    """The pipeline report and the flow over all lead buckets (merged in bucket order)."""
+    from stream.report.pipeline import PipelineTotals
 
-    report, flow = PipelineReport(stats=stats), FlowStats()
+    totals, flow = PipelineTotals(), FlowStats()
     for result in results:
-        report.merge(result.report)
+        totals.merge(result.report)
         flow.merge(result.flow)
-    return report, flow
+    return totals.to_dict(window_days, stats), flow
+
+
+def merge_post_sale(results: list[AccountBucketResult], horizon: int | None) -> dict[str, Any]:
+    """The post-sale report section over all account buckets (merged in bucket order)."""
+    from stream.report.postsale import PostSaleTotals
+
+    totals = PostSaleTotals()
+    for result in results:
+        totals.merge(result.post_sale)
+    doc = totals.to_dict(horizon)
+    doc["accounts"] = sum(r.accounts for r in results)
+    doc["transitions"] = sum(r.transitions for r in results)
+    doc["actions"] = sum(r.actions for r in results)
+    doc["timers_fired"] = sum(r.timers_fired for r in results)
+    return doc

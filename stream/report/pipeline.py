@@ -189,7 +189,8 @@ class _Cell:
             "time_to_opportunity_days": {
                 "median": _r(quantile(self.days, 0.5)) if self.days else None,
                 "p90": _r(quantile(self.days, 0.9)) if self.days else None,
-                "median_interval": median_interval(self.days, stats),
+                # sorted: the interval does not depend on the order the leads were read in
+                "median_interval": median_interval(sorted(self.days), stats),
             },
         }
 
@@ -271,19 +272,6 @@ class PipelineReport:
                     self._credit_send(lead, program, name, at, opp)
             self._leads.put(lead_id, lead)
 
-    def merge(self, other: PipelineReport) -> None:
-        """Add the facts of a report over *other* leads (a replay bucket) to this one; both
-        keep their facts in memory (:class:`DictStore`)."""
-        mine, theirs = self._leads, other._leads
-        if not isinstance(mine, DictStore) or not isinstance(theirs, DictStore):
-            raise TypeError("only in-memory reports (DictStore) merge")
-        shared = mine.keys() & theirs.keys()
-        if shared:
-            raise ValueError(f"reports overlap on {len(shared)} leads, e.g. {min(shared)!r}")
-        mine.update(theirs)
-        self.transitions_seen += other.transitions_seen
-        self.actions_seen += other.actions_seen
-
     def add_transitions(self, records: Iterable[Mapping[str, Any]]) -> None:
         for record in records:
             self.add_transition(record)
@@ -339,26 +327,125 @@ class PipelineReport:
         return n
 
     # --- rendering --------------------------------------------------------------------------
-    def _cells(self) -> dict[tuple[str, str, str, str], _Cell]:
-        cells: dict[tuple[str, str, str, str], _Cell] = {}
+    def totals(self) -> PipelineTotals:
+        """The report's counts over every lead: what :meth:`to_dict` renders. Totals of reports
+        over disjoint leads add up (:meth:`PipelineTotals.merge`), so a replay bucket hands on
+        these (kilobytes) instead of its per-lead facts."""
+        totals = PipelineTotals(
+            transitions_seen=self.transitions_seen, actions_seen=self.actions_seen
+        )
+        window = self.window_days * DAY_MS
         for lead in self._leads.values():
-            opps = lead.opps()
-            for e in lead.entries:
-                cell = cells.setdefault((e.program, e.cohort, e.tier, e.group), _Cell())
-                cell.entries += 1
-                first = next((o for o in opps if o >= e.at), None)
-                if first is not None:
-                    cell.days.append((first - e.at) / DAY_MS)
-        return cells
+            totals.add_lead(lead, window)
+        return totals
 
-    def _programs(self) -> dict[str, Any]:
-        cells = self._cells()
+    def to_dict(self) -> dict[str, Any]:
+        """The report (see :meth:`PipelineTotals.to_dict`)."""
+        return self.totals().to_dict(self.window_days, self.stats)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+Rows = dict[str, dict[str, dict[str, list[int]]]]  # program -> template|tier -> ... -> counts
+
+
+@dataclass(slots=True)
+class PipelineTotals:
+    """The per-lead facts of a :class:`PipelineReport` reduced to counts: entries and
+    times-to-opportunity per (program, cohort, tier, group) cell, and the template rows."""
+
+    transitions_seen: int = 0
+    actions_seen: int = 0
+    cells: dict[tuple[str, str, str, str], _Cell] = field(default_factory=dict)
+    # receivers: program -> template -> tier -> [leads, converted]
+    receivers: Rows = field(default_factory=dict)
+    # nurtured entrants of a program by first-entry tier: program -> tier -> [leads, converted]
+    entrants: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # entrants who did receive the template: program -> template -> tier -> [leads, converted]
+    received: Rows = field(default_factory=dict)
+
+    def add_lead(self, lead: _Lead, window: int) -> None:
+        opps = lead.opps()
+        for e in lead.entries:
+            cell = self.cells.get((e.program, e.cohort, e.tier, e.group))
+            if cell is None:
+                cell = self.cells[(e.program, e.cohort, e.tier, e.group)] = _Cell()
+            cell.entries += 1
+            first = next((o for o in opps if o >= e.at), None)
+            if first is not None:
+                cell.days.append((first - e.at) / DAY_MS)
+
+        def converted(start: int) -> bool:
+            return any(start <= o <= start + window for o in opps)
+
+        by_program: dict[str, list[_Entry]] = {}
+        for e in sorted(lead.entries, key=_entry_key):
+            by_program.setdefault(e.program, []).append(e)
+        first_conv: dict[str, bool] = {}
+        for program, entries in by_program.items():
+            first_entry = entries[0]
+            if first_entry.group == "nurtured":
+                first_conv[program] = converted(first_entry.at)
+                row = self.entrants.setdefault(program, {}).setdefault(first_entry.tier, [0, 0])
+                row[0] += 1
+                row[1] += first_conv[program]
+        for program, template, sent in lead.sends or ():
+            entries = by_program.get(program, [])
+            before = [e for e in entries if e.at <= sent]
+            tier = (before[-1] if before else entries[0]).tier if entries else "unknown"
+            row = _row(self.receivers, program, template, tier)
+            row[0] += 1
+            row[1] += converted(sent)
+            if program in first_conv:
+                row = _row(self.received, program, template, entries[0].tier)
+                row[0] += 1
+                row[1] += first_conv[program]
+
+    def merge(self, other: PipelineTotals) -> None:
+        """Add the totals of a report over other leads (another replay bucket)."""
+        self.transitions_seen += other.transitions_seen
+        self.actions_seen += other.actions_seen
+        for key, cell in other.cells.items():
+            mine = self.cells.setdefault(key, _Cell())
+            mine.entries += cell.entries
+            mine.days.extend(cell.days)
+        for program, tiers in other.entrants.items():
+            for tier, (n, conv) in tiers.items():
+                row = self.entrants.setdefault(program, {}).setdefault(tier, [0, 0])
+                row[0] += n
+                row[1] += conv
+        for mine_rows, their_rows in (
+            (self.receivers, other.receivers),
+            (self.received, other.received),
+        ):
+            for program, templates in their_rows.items():
+                for template, tiers in templates.items():
+                    for tier, (n, conv, *_) in tiers.items():
+                        row = _row(mine_rows, program, template, tier)
+                        row[0] += n
+                        row[1] += conv
+
+    def to_dict(self, window_days: int, stats: StatsSettings) -> dict[str, Any]:
+        """The report: JSON-serialisable, deterministic key order (programs, cohorts, tiers and
+        templates sorted; group fields in a fixed order), floats rounded to 6 decimals, so the
+        same records in any order give byte-identical ``json.dumps``."""
+        return {
+            "attribution": "every_preceding_entry",
+            "opportunity_reason": OPPORTUNITY_REASON,
+            "programs": self._programs(stats),
+            "records": {"actions": self.actions_seen, "transitions": self.transitions_seen},
+            "templates": self._templates(),
+            "window_days": window_days,
+        }
+
+    def _programs(self, stats: StatsSettings) -> dict[str, Any]:
+        cells = self.cells
         keys = sorted({(p, c, t) for p, c, t, _ in cells})
         out: dict[str, Any] = {}
         for program, cohort, tier in keys:
             groups = {
-                g: cells.get((program, cohort, tier, g), _Cell()).summary(self.stats)
-                for g in GROUPS
+                g: cells.get((program, cohort, tier, g), _Cell()).summary(stats) for g in GROUPS
             }
             n, h = groups["nurtured"], groups["holdout"]
             lift: dict[str, Any] = {"rate_points": None, "relative": None}
@@ -370,55 +457,20 @@ class PipelineReport:
             hm = h["time_to_opportunity_days"]["median"]
             lift["median_days_saved"] = _r(hm - nm) if nm is not None and hm is not None else None
             lift["interval"] = compare_rates(
-                (n["opportunities"], n["entries"]), (h["opportunities"], h["entries"]), self.stats
+                (n["opportunities"], n["entries"]), (h["opportunities"], h["entries"]), stats
             )
             program_out = out.setdefault(program, {})
             program_out.setdefault(cohort, {})[tier] = {**groups, "lift": lift}
         return out
 
     def _templates(self) -> dict[str, Any]:
-        window = self.window_days * DAY_MS
-
-        def converted(start: int, opps: list[int]) -> bool:
-            return any(start <= o <= start + window for o in opps)
-
-        # receivers: program -> template -> tier -> [leads, converted]
-        receivers: dict[str, dict[str, dict[str, list[int]]]] = {}
-        # nurtured entrants of a program by first-entry tier: program -> tier -> [leads, conv]
-        entrants: dict[str, dict[str, list[int]]] = {}
-        # entrants who did receive the template: program -> template -> tier -> [leads, conv]
-        received: dict[str, dict[str, dict[str, list[int]]]] = {}
-        for lead in self._leads.values():
-            opps = lead.opps()
-            by_program: dict[str, list[_Entry]] = {}
-            for e in sorted(lead.entries, key=_entry_key):
-                by_program.setdefault(e.program, []).append(e)
-            first_conv: dict[str, bool] = {}
-            for program, entries in by_program.items():
-                first = entries[0]
-                if first.group == "nurtured":
-                    first_conv[program] = converted(first.at, opps)
-                    row = entrants.setdefault(program, {}).setdefault(first.tier, [0, 0])
-                    row[0] += 1
-                    row[1] += first_conv[program]
-            for program, template, sent in lead.sends or ():
-                entries = by_program.get(program, [])
-                before = [e for e in entries if e.at <= sent]
-                tier = (before[-1] if before else entries[0]).tier if entries else "unknown"
-                row = _row(receivers, program, template, tier)
-                row[0] += 1
-                row[1] += converted(sent, opps)
-                if program in first_conv:
-                    row = _row(received, program, template, entries[0].tier)
-                    row[0] += 1
-                    row[1] += first_conv[program]
-        counts: dict[str, dict[str, dict[str, list[int]]]] = {}
-        for program, templates in receivers.items():
+        counts: Rows = {}
+        for program, templates in self.receivers.items():
             for template, tiers in templates.items():
                 for tier, got_row in tiers.items():
                     _row(counts, program, template, tier)[:2] = got_row[:2]
-                got = received.get(program, {}).get(template, {})
-                for tier, (n, conv) in entrants.get(program, {}).items():
+                got = self.received.get(program, {}).get(template, {})
+                for tier, (n, conv) in self.entrants.get(program, {}).items():
                     n_got, conv_got = got.get(tier, [0, 0])[:2]
                     if n - n_got > 0:
                         _row(counts, program, template, tier)[2:] = [n - n_got, conv - conv_got]
@@ -445,30 +497,12 @@ class PipelineReport:
                     }
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        """The report: JSON-serialisable, deterministic key order (programs, cohorts, tiers and
-        templates sorted; group fields in a fixed order), floats rounded to 6 decimals, so the
-        same records in any order give byte-identical :meth:`to_json` / ``json.dumps``."""
-        return {
-            "attribution": "every_preceding_entry",
-            "opportunity_reason": OPPORTUNITY_REASON,
-            "programs": self._programs(),
-            "records": {"actions": self.actions_seen, "transitions": self.transitions_seen},
-            "templates": self._templates(),
-            "window_days": self.window_days,
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
 
 def _entry_key(e: _Entry) -> tuple[int, str]:
     return (e.at, e.program)
 
 
-def _row(
-    counts: dict[str, dict[str, dict[str, list[int]]]], program: str, template: str, tier: str
-) -> list[int]:
+def _row(counts: Rows, program: str, template: str, tier: str) -> list[int]:
     return counts.setdefault(program, {}).setdefault(template, {}).setdefault(tier, [0, 0, 0, 0])
 
 

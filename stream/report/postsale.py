@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from statistics import median
 from typing import Any
 
@@ -63,6 +63,12 @@ class _Row:
         if s.advocacy_done:
             self.advocates += 1
 
+    def merge(self, other: _Row) -> None:
+        """Add another row's accounts (the median's values are kept apart until rendered)."""
+        for name in _SUMMED:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.ttv_days.extend(other.ttv_days)
+
     def to_dict(self) -> dict[str, Any]:
         n = self.accounts
         base = self.start_arr
@@ -94,28 +100,52 @@ class _Row:
         }
 
 
+_SUMMED = tuple(f.name for f in fields(_Row) if f.name != "ttv_days")
+
+
+@dataclass
+class PostSaleTotals:
+    """The report's rows as they accumulate; totals over disjoint accounts add up
+    (:meth:`merge`), so a replay bucket of accounts hands on these, not its states."""
+
+    rows: dict[tuple[str, str, str], _Row] = field(default_factory=dict)
+    totals: dict[str, _Row] = field(default_factory=dict)
+
+    def add(self, s: AccountState, now: int | None, rules: AccountRules) -> None:
+        if s.converted_at is None:
+            return
+        at = now if now is not None else (s.watermark or s.converted_at)
+        group = "holdout" if s.holdout else "nurtured"
+        cohort = ms_to_rfc3339(s.converted_at)[:7]
+        self.rows.setdefault((cohort, s.icp_tier, group), _Row()).add(s, at, rules)
+        self.totals.setdefault(group, _Row()).add(s, at, rules)
+
+    def merge(self, other: PostSaleTotals) -> None:
+        for key, row in other.rows.items():
+            self.rows.setdefault(key, _Row()).merge(row)
+        for group, row in other.totals.items():
+            self.totals.setdefault(group, _Row()).merge(row)
+
+    def to_dict(self, now: int | None) -> dict[str, Any]:
+        rows, totals = self.rows, self.totals
+        return {
+            "horizon": None if now is None else ms_to_rfc3339(now),
+            "rows": [
+                {"cohort": c, "icp_tier": t, "group": g, **rows[(c, t, g)].to_dict()}
+                for c, t, g in sorted(rows)
+            ],
+            "totals": {g: totals[g].to_dict() for g in sorted(totals)},
+        }
+
+
 def postsale_report(
     states: Iterable[AccountState], now: int | None, rules: AccountRules
 ) -> dict[str, Any]:
     """Rows per (cohort month, ICP tier, group) for converted accounts, plus totals per group."""
-    rows: dict[tuple[str, str, str], _Row] = {}
-    totals: dict[str, _Row] = {}
+    totals = PostSaleTotals()
     for s in states:
-        if s.converted_at is None:
-            continue
-        at = now if now is not None else (s.watermark or s.converted_at)
-        group = "holdout" if s.holdout else "nurtured"
-        cohort = ms_to_rfc3339(s.converted_at)[:7]
-        rows.setdefault((cohort, s.icp_tier, group), _Row()).add(s, at, rules)
-        totals.setdefault(group, _Row()).add(s, at, rules)
-    return {
-        "horizon": None if now is None else ms_to_rfc3339(now),
-        "rows": [
-            {"cohort": c, "icp_tier": t, "group": g, **rows[(c, t, g)].to_dict()}
-            for c, t, g in sorted(rows)
-        ],
-        "totals": {g: totals[g].to_dict() for g in sorted(totals)},
-    }
+        totals.add(s, now, rules)
+    return totals.to_dict(now)
 
 
 _COLUMNS = (
