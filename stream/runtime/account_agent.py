@@ -2,12 +2,12 @@
 ``<app_id>-account-events`` and its tick topic, and ``GET /accounts/{account_id}``.
 
 :func:`install_accounts` adds all of it to the worker app; the lead runner forwards each event
-an account needs (:func:`stream.runtime.accounts.account_key`) with its original bytes, keyed
-by account, in the same batch as the lead outputs (so before its offsets are acked). The
-account runner is the lead runner (:class:`stream.runtime.agent.LeadRunner`: per-partition
-batches, stream time, outbox, ticks, due-index rebuild after assignment) over one input topic
-with the account processor; only parsing (the key is the account, not the lead) and the
-metrics differ.
+an account needs (:func:`stream.runtime.accounts.account_forward`: the original bytes in an
+envelope naming their origin), keyed by account, in the same batch as the lead outputs (so
+before its offsets are acked). The account runner is the lead runner
+(:class:`stream.runtime.agent.LeadRunner`: per-partition batches, stream time, outbox, ticks,
+due-index rebuild after assignment) over one input topic with the account processor; only
+parsing (the envelope, the key is the account) and the metrics differ.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from stream.runtime.accounts import (
     account_topic_name,
     account_view,
     as_account_input,
+    open_envelope,
 )
 from stream.runtime.agent import LeadRunner
 from stream.runtime.tablestore import TableStore
@@ -89,14 +90,18 @@ class AccountRunner(LeadRunner):
     """Batches of the account partitions this worker owns."""
 
     def parse(self, message: Any) -> tuple[Any, InvalidEvent | None]:
-        raw, key = message.value, message.key
+        opened = open_envelope(message.value or b"")
+        if opened is None:
+            return None, InvalidEvent("bad_envelope", "not a forward envelope of the lead runner")
+        raw, origin, origin_offset = opened
         try:
-            event = parse_event(raw or b"")
+            event = parse_event(raw)
         except InvalidEvent as exc:  # the lead runner forwards only valid events
             return None, exc
-        if event.account_id is None or key != event.account_id.encode():
+        if event.account_id is None or message.key != event.account_id.encode():
             return None, InvalidEvent("key_mismatch", "account key != account_id")
-        return as_account_input(event), None  # keyed by account (see runtime.accounts)
+        # keyed by account, deduplicated by origin (see runtime.accounts)
+        return as_account_input(event, (origin, origin_offset)), None
 
     def observe_series(self, m: Metrics, result: BatchResult, slots: list[Slot]) -> None:
         """The lead series (transitions by program, timer lag) stay the leads' own."""

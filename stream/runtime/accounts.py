@@ -7,18 +7,31 @@ co-partitioned with the ``accounts`` table, so each account is folded by exactly
 and never read from another partition. No side cache of accounts exists besides the
 processor's bounded LRU in front of the table.
 
+Each forward is an envelope (:func:`forward_envelope`): the original event bytes and their
+origin, the input topic, partition and offset the lead runner read them from. The lead runner
+forwards every event of a batch, also one it does not step again after a restart (its first
+forward may not have reached the broker), so the account topic holds a re-sent copy of every
+forward whose input was not committed when a worker died. The account record keeps, per
+origin, the highest origin offset applied (one entry per input topic partition: exact and
+bounded); a forward at or below it is not stepped again. Per origin the forwards reach the
+account topic in offset order (one producer, one partition per account), so this drops exactly
+the re-sends, whatever the account core's event-id window holds.
+
 The account processor is the lead processor (:class:`stream.runtime.processor.LeadProcessor`)
 with the account core plugged in: the same record layout (state + applied offsets + outbox +
 history), the same at-least-once recovery (a re-delivered input re-sends its outputs from the
 outbox instead of stepping again), the same due index, stream time and ticks. It keys by
 ``lead_id`` of its input, so an account input is wrapped in :class:`AccountInput` whose
-``lead_id`` is the account id; the wrapped event keeps the person's ``lead_id`` for the core.
+``lead_id`` is the account id and whose ``origin`` is the applied key of its origin; the wrapped
+event keeps the person's ``lead_id`` for the core.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from stream.accounts.engine import ACCOUNT_EVENT_TYPES, step_account
 from stream.accounts.model import AccountState, AccountStep, AccountTimerFired, decode_state
@@ -30,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from stream.core.config import RulesConfig
+    from stream.runtime.sender import Record
     from stream.settings import Settings
 
 
@@ -44,18 +58,53 @@ def account_key(event: Event) -> bytes | None:
     return event.account_id.encode()
 
 
+_EVENT_FIELD = b',"event":'
+
+
+def forward_envelope(raw: bytes, topic: str, partition: int, offset: int) -> bytes:
+    """The account-topic value of a forward: ``{"src": [topic, partition, offset], "event":
+    <the original bytes>}`` (the original is valid JSON: only parsed events are forwarded)."""
+    return orjson.dumps({"src": [topic, partition, offset]})[:-1] + _EVENT_FIELD + raw + b"}"
+
+
+def open_envelope(value: bytes) -> tuple[bytes, str, int] | None:
+    """(the original event bytes, the origin's applied key ``topic:partition``, the origin
+    offset), or None if ``value`` is not a forward envelope."""
+    cut = value.find(_EVENT_FIELD)
+    if not value.startswith(b'{"src":') or cut < 0 or not value.endswith(b"}"):
+        return None
+    try:
+        topic, partition, offset = orjson.loads(value[:cut] + b"}")["src"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    if not (isinstance(topic, str) and type(partition) is int and type(offset) is int):
+        return None
+    return value[cut + len(_EVENT_FIELD) : -1], f"{topic}:{partition}", offset
+
+
+def account_forward(topic: str, message: Any, event: Event) -> Record | None:
+    """The account-topic record of a parsed input (keyed by account), or None."""
+    key = account_key(event)
+    if key is None:
+        return None
+    value = forward_envelope(message.value, message.topic, message.partition, message.offset)
+    return (topic, None, key, value)
+
+
 @dataclass(frozen=True, slots=True)
 class AccountInput:
-    """An account event as the processor sees it: keyed (``lead_id``) by the account."""
+    """An account event as the processor sees it: keyed (``lead_id``) by the account,
+    deduplicated by its ``origin`` (applied key, origin offset; see the module doc)."""
 
     lead_id: str  # the account id: the processor's key
     at: int
     event: Event
+    origin: tuple[str, int] | None = None
 
 
-def as_account_input(event: Event) -> AccountInput:
+def as_account_input(event: Event, origin: tuple[str, int] | None = None) -> AccountInput:
     assert event.account_id is not None
-    return AccountInput(event.account_id, event.at, event)
+    return AccountInput(event.account_id, event.at, event, origin)
 
 
 def account_step(

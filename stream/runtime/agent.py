@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream.runtime.accounts import account_key
+from stream.runtime.accounts import account_forward
 from stream.runtime.counters import RuntimeCounters
 from stream.runtime.intake import BatchTopic, Intake
 from stream.runtime.merge import PartitionMerge, Slot
@@ -377,10 +377,11 @@ class LeadRunner:
             parsed = slot.item
             if parsed.error is not None:
                 records.append(self._dead_letter(parsed.message, parsed.error))
-            elif account_topic is not None:
-                account = account_key(parsed.event)
-                if account is not None:  # the account's copy, with the original bytes
-                    records.append((account_topic, None, account, parsed.message.value))
+            elif account_topic is not None:  # the account's copy (every time: exactly-once
+                # on the account side is by origin offset, see runtime.accounts)
+                forward = account_forward(account_topic, parsed.message, parsed.event)
+                if forward is not None:
+                    records.append(forward)
                     self.forwarded += 1
         if result.failed:
             by_input = {(x.item.message.topic, x.offset): x.item.message for x in slots}

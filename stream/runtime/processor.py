@@ -345,8 +345,10 @@ class LeadProcessor:
                 st_time = event.at
             lead_id = event.lead_id
             rec = self._load(part, partition, lead_id)
-            applied_key = f"{inp.topic}:{partition}"
-            if inp.offset <= rec.applied.get(applied_key, -1):
+            # a re-keyed copy (an account input) is applied once per origin offset
+            origin: tuple[str, int] | None = getattr(event, "origin", None)
+            applied_key, applied_at = origin or (f"{inp.topic}:{partition}", inp.offset)
+            if applied_at <= rec.applied.get(applied_key, -1):
                 res.skipped += 1
                 dirty[lead_id] = rec  # written again: its first changelog write may be lost
                 continue
@@ -367,7 +369,7 @@ class LeadProcessor:
                 else:
                     pending[lead_id] = out
             res.stepped += 1
-            rec.applied[applied_key] = inp.offset
+            rec.applied[applied_key] = applied_at
             if st is not before:
                 rec.state = st
                 dirty[lead_id] = rec

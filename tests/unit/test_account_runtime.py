@@ -13,12 +13,21 @@ import pytest
 
 from stream.accounts.driver import AccountDriver
 from stream.accounts.model import AccountStep
-from stream.core.config import load_config
+from stream.core.config import RulesConfig, load_config
 from stream.core.model import DAY_MS, Event
 from stream.offline.customers import CUSTOMER_PERSONAS
 from stream.offline.simulate import generate, write_file
-from stream.runtime.accounts import account_key, account_processor, account_view, as_account_input
+from stream.runtime.accounts import (
+    account_forward,
+    account_key,
+    account_processor,
+    account_view,
+    as_account_input,
+    forward_envelope,
+    open_envelope,
+)
 from stream.runtime.processor import BatchResult, Input
+from stream.runtime.record import split_record
 from topics.parse import InvalidEvent, parse_event
 
 CFG = load_config()
@@ -41,14 +50,14 @@ def account_events(tmp_path_factory: pytest.TempPathFactory) -> list[Event]:
     return events
 
 
-def _oracle(events: list[Event], horizon: int) -> dict[str, list[bytes]]:
+def _oracle(events: list[Event], horizon: int, config: RulesConfig = CFG) -> dict[str, list[bytes]]:
     outs: list[bytes] = []
 
     def sink(_account_id: str, r: AccountStep) -> None:
         outs.extend(orjson.dumps(t.to_record()) for t in r.transitions)
         outs.extend(orjson.dumps(a.to_record()) for a in r.actions)
 
-    driver = AccountDriver(CFG, sink=sink)
+    driver = AccountDriver(config, sink=sink)
     for e in events:
         driver.feed(e)
     driver.finish(horizon)
@@ -174,3 +183,59 @@ def test_only_account_events_are_forwarded(tmp_path: Path) -> None:
     )
     assert account_key(with_account) == b"A"
     assert account_key(without) is None and account_key(pre_sale) is None
+
+
+def test_forward_envelope_round_trip() -> None:
+    raw = b'{"event_id":"e","type":"session.started","lead_id":"L","account_id":"A",' + (
+        b'"occurred_at":"2026-11-20T10:00:00Z"}'
+    )
+    value = forward_envelope(raw, "nurture.product-events", 3, 41)
+    assert orjson.loads(value) == {
+        "src": ["nurture.product-events", 3, 41],
+        "event": orjson.loads(raw),
+    }
+    assert open_envelope(value) == (raw, "nurture.product-events:3", 41)
+    assert open_envelope(raw) is None  # a bare event is not a forward
+    assert open_envelope(b'{"src":["t",1],"event":{}}') is None
+
+    class Message:
+        topic, partition, offset, value = "nurture.product-events", 3, 41, raw
+
+    record = account_forward("acc", Message(), parse_event(raw))
+    assert record == ("acc", None, b"A", value)
+
+
+def test_re_sent_forwards_are_applied_once_whatever_the_event_id_window(
+    account_events: list[Event],
+) -> None:
+    """A lead-side crash re-sends the forwards of its uncommitted inputs: the account topic
+    holds them twice at new offsets. With an event-id window of 2 the core alone would step
+    them again; the per-origin offsets drop exactly the re-sends (and nothing else)."""
+    config = CFG.model_copy(
+        update={"accounts": CFG.accounts.model_copy(update={"max_event_ids": 2})}
+    )
+    horizon = account_events[-1].at + DAY_MS
+    origins = [(f"nurture.product-events:{i % 3}", i // 3) for i in range(len(account_events))]
+    n = len(account_events)
+    # the account topic: every forward, then the last third again (a lead worker died before
+    # committing them), then the rest of the input was never sent (nothing after the re-sends)
+    topic = list(range(n)) + list(range((2 * n) // 3, n))
+    store = Store()
+    now = [0]
+    proc = account_processor(config, store, clock=lambda: now[0])
+    out: list[bytes] = []
+    skipped = 0
+    for offset, i in enumerate(topic):
+        inp = as_account_input(account_events[i], origins[i])
+        result = proc.process(0, [Input(TOPIC, offset, inp)], caught_up=False)
+        store.apply(result)
+        out += _outputs(result)
+        skipped += result.skipped
+    now[0] = horizon
+    _tick(proc, store, out)
+    assert skipped == n - (2 * n) // 3  # the path under test ran: each re-send skipped
+    assert _by_account(out) == _oracle(account_events, horizon, config)
+    # each account record keeps one applied offset per origin (bounded), none per message
+    for key, raw in store.data.items():
+        if not key.startswith(b"__"):
+            assert set(split_record(raw)[1]) <= {o for o, _ in origins}
