@@ -310,7 +310,13 @@ def _trial_event(ctx: Ctx, inp: Event) -> None:
 
 
 def _customer_event(ctx: Ctx, inp: Event, nurture: bool = True) -> None:
-    """Expansion rules for a customer. ``nurture=False`` (out of ICP): handoffs only."""
+    """Expansion rules for a customer without an account. ``nurture=False`` (out of ICP):
+    handoffs only. A customer's user that belongs to an account (an event gave the lead an
+    ``account_id``) is the account's: the account play ``expansion_nurture``
+    (:mod:`stream.accounts.expansion`) owns expansion there, on the account's limits, so the
+    customer gets one expansion path, not one per user plus the account's."""
+    if ctx.d.account_id is not None:
+        return
     etype = inp.type
     if etype in ("expansion.requested", "upgrade_cta.clicked"):
         expansion.on_upgrade_ask(ctx, etype)

@@ -10,6 +10,7 @@ from test_core_support import (
     T0,
     D,
     H,
+    Run,
     advance,
     cfg,
     created,
@@ -20,32 +21,53 @@ from test_core_support import (
     registry,
     run,
     trial_lead,
+    without_account,
 )
 
 from stream.core.config import with_history
 from stream.core.engine import step
 from stream.core.ids import action_id, in_holdout
-from stream.core.model import TimerFired
+from stream.core.model import Event, TimerFired
 from stream.core.state import seen_list
 
 RULES, rule = registry()
 
 
 # --------------------------------------------------------------------------- expansion
+def run_solo(inputs: list[Event | int]) -> Run:
+    """A customer that is no account's user: the lead core runs its expansion rules."""
+    return run(without_account(inputs))
+
+
+@rule("expansion.an_accounts_user_is_left_to_the_account_play")
+def _() -> None:
+    usage = ev("usage.reported", D, metric="seats", value=17)
+    for e in (
+        ev("usage.reported", 2 * D, metric="seats", value=20),
+        ev("expansion.requested", 2 * D),
+        ev("usage.reported", 2 * D, metric="records", value=1000),
+    ):
+        r = run([*customer(20), usage, e])  # ev() events carry account_id "A1"
+        assert r.program == "customer" and r.sends == [] and r.handoffs == [], e.type
+        assert not any(t.reason.startswith("expansion.") for t in r.transitions)
+        solo = run_solo([*customer(20), usage, e])
+        assert solo.program in ("expansion_nurture", "csm"), e.type  # the same, no account
+
+
 @rule("expansion.80pct_of_limit_usage_summary_with_projection")
 def _() -> None:
     usage = [
         ev("usage.reported", d * D, metric="seats", value=v)
         for d, v in [(1, 10), (11, 14), (21, 16)]
     ]
-    r = run([*customer(20), *usage])
+    r = run_solo([*customer(20), *usage])
     t = r.transition("expansion.usage_threshold")
     assert t.to_program == "expansion_nurture" and r.program == "expansion_nurture"
     (send,) = [a for a in r.actions if a.type == "send"]
     assert send.template == "expansion_nurture.usage_summary"
     assert send.context["pct_of_limit"] == 80.0 and send.context["added_in_window"] == 6
     assert send.context["days_to_limit"] == pytest.approx(13.3)
-    r = run([*customer(20), ev("usage.reported", D, metric="seats", value=15)])
+    r = run_solo([*customer(20), ev("usage.reported", D, metric="seats", value=15)])
     assert r.program == "customer"  # 75%
 
 
@@ -55,28 +77,28 @@ def _() -> None:
         ev("usage.reported", d * D, metric="api_calls", value=v, limit=1000)
         for d, v in [(1, 800), (2, 850), (3, 900)]
     ]
-    r = run([*customer(), *usage])
+    r = run_solo([*customer(), *usage])
     assert r.reasons.count("expansion.usage_threshold") == 1 and len(r.sends) == 1
 
 
 @rule("expansion.milestone_1000th_record")
 def _() -> None:
-    r = run([*customer(), ev("usage.reported", D, metric="records", value=999)])
+    r = run_solo([*customer(), ev("usage.reported", D, metric="records", value=999)])
     assert r.program == "customer"
-    r = run([*customer(), ev("usage.reported", D, metric="records", value=1000)])
+    r = run_solo([*customer(), ev("usage.reported", D, metric="records", value=1000)])
     assert r.transition("expansion.milestone").signals["milestone"] == 1000
     assert r.sends == ["expansion_nurture.milestone"]
 
 
 @rule("expansion.milestone_3rd_integration")
 def _() -> None:
-    r = run([*customer(), ev("usage.reported", D, metric="integrations", value=3)])
+    r = run_solo([*customer(), ev("usage.reported", D, metric="integrations", value=3)])
     assert r.program == "expansion_nurture" and r.sends == ["expansion_nurture.milestone"]
 
 
 @rule("expansion.hard_limit_hands_to_csm")
 def _() -> None:
-    r = run([*customer(20), ev("usage.reported", D, metric="seats", value=20)])
+    r = run_solo([*customer(20), ev("usage.reported", D, metric="seats", value=20)])
     assert r.program == "csm" and r.transition("expansion.hard_limit").to_state == (
         "expansion_handoff"
     )
@@ -90,7 +112,7 @@ def _() -> None:
         (ev("expansion.requested", 2 * D), "expansion.upgrade_requested"),
         (ev("upgrade_cta.clicked", 2 * D, tier="business"), "expansion.upgrade_cta"),
     ]:
-        r = run([*customer(20), seats, e])
+        r = run_solo([*customer(20), seats, e])
         t = r.transition(reason)
         assert t.from_program == "expansion_nurture" and t.to_program == "csm"
         assert r.handoffs[0].program == "expansion_nurture"
@@ -99,18 +121,18 @@ def _() -> None:
 
 @rule("expansion.only_for_customers")
 def _() -> None:
-    r = run([created(), ev("usage.reported", D, metric="seats", value=19, limit=20)])
+    r = run_solo([created(), ev("usage.reported", D, metric="seats", value=19, limit=20)])
     assert r.program == "prospect" and r.sends == []
 
 
 @rule("expansion.out_of_icp_customer_no_nurture_but_csm_handoffs")
 def _() -> None:
     base = [created(size=5), ev("subscription.converted", H, seats_limit=10)]
-    r = run([*base, ev("usage.reported", D, metric="seats", value=9)])
+    r = run_solo([*base, ev("usage.reported", D, metric="seats", value=9)])
     assert r.program == "customer" and r.sends == []
-    r = run([*base, ev("usage.reported", D, metric="seats", value=10)])
+    r = run_solo([*base, ev("usage.reported", D, metric="seats", value=10)])
     assert r.program == "csm" and r.handoffs[0].reason == "expansion.hard_limit"
-    r = run([*base, ev("expansion.requested", D)])
+    r = run_solo([*base, ev("expansion.requested", D)])
     assert r.program == "csm" and r.handoffs[0].channel == "csm_task"
 
 
@@ -133,7 +155,7 @@ def _() -> None:
 
 @rule("expansion.upgrade_returns_csm_to_customer")
 def _() -> None:
-    r = run(
+    r = run_solo(
         [
             *customer(20),
             ev("usage.reported", D, metric="seats", value=20),
@@ -163,7 +185,7 @@ def _() -> None:
 
 @rule("email.unsubscribe_ends_all_email_for_good")
 def _() -> None:
-    r = run(
+    r = run_solo(  # no account: the lead's own expansion rules would email it
         [
             *mql_lead(),
             ev("email.unsubscribed", D),

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from stream.core.config import RulesConfig, load_config_text
 from stream.core.engine import StepResult, step
 from stream.core.model import DAY_MS, HOUR_MS, Action, Event, TimerFired, Transition
@@ -150,3 +152,10 @@ def trial_lead() -> list[Event]:
 
 def customer(seats: float = 20) -> list[Event]:
     return [created(0), ev("subscription.converted", H, plan="team", seats_limit=seats)]
+
+
+def without_account(events: Iterable[Event | int]) -> list[Event | int]:
+    """The same inputs with no ``account_id`` (a customer that is not an account's user)."""
+    return [
+        e if isinstance(e, int) else msgspec.structs.replace(e, account_id=None) for e in events
+    ]
