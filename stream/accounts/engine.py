@@ -167,6 +167,10 @@ def _fold(w: Work, etype: str, lead_id: str, at: int, props: Mapping[str, Any]) 
                 w.exit_play("adoption", "adoption.all_adopted", features=list(s.features))
     elif etype in ("lead.created", "lead.updated"):
         _firmographics(w, props)
+        zone = props.get("timezone")
+        if user is not None and isinstance(zone, str) and zone and zone != user.timezone:
+            user = replace(user, timezone=zone)  # validated at the boundary
+            w.set_user(user)
         role = props.get("role")
         if user is not None and isinstance(role, str) and role != user.role:
             w.set_user(replace(user, role=role, onboarded=user.onboarded))

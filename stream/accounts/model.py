@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from stream.core.model import DAY_MS, ms_to_rfc3339
+from stream.core.model import DAY_MS, action_record, ms_to_rfc3339
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,7 @@ class User:
 
     lead_id: str
     role: str | None = None
+    timezone: str | None = None  # IANA name from lead.created/updated (quiet hours)
     last_active_at: int | None = None
     nps: int | None = None
     nps_at: int | None = None
@@ -213,9 +214,11 @@ class AccountTransition:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AccountAction:
-    """An account-level action (keyed by ``account_id``); ``lead_id`` names its addressee."""
+    """An account-level action (keyed by ``account_id``); ``lead_id`` names its addressee.
+    ``deliver_after``: a message decided inside the addressee's quiet hours is held until then
+    (the lead core's rule, :func:`stream.core.quiet.deliver_after`)."""
 
     action_id: str
     account_id: str
@@ -229,24 +232,11 @@ class AccountAction:
     caused_by: str
     at: int
     skip_reason: str | None = None
+    deliver_after: int | None = None
 
     def to_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "action_id": self.action_id,
-            "account_id": self.account_id,
-            "lead_id": self.lead_id,
-            "type": self.type,
-            "channel": self.channel,
-            "program": self.program,
-            "template": self.template,
-            "reason": self.reason,
-            "context": dict(self.context),
-            "caused_by": self.caused_by,
-            "at": ms_to_rfc3339(self.at),
-        }
-        if self.skip_reason is not None:
-            record["skip_reason"] = self.skip_reason
-        return record
+        """The lead action record (one builder for both) with the ``account_id``."""
+        return {**action_record(self), "account_id": self.account_id}
 
 
 class AccountStep(NamedTuple):

@@ -2,8 +2,9 @@
 
 It owns the cross-play guarantees: every transition carries the current health (each
 component's value, inputs, weight and the config version); every message to a person goes
-through :meth:`Work.send` (unknown recipient, unsubscribe/bounce suppression, holdout, and for
-email the same frequency cap as leads, :func:`stream.core.emails.frequency_gate`); every
+through :meth:`Work.send` (unknown recipient, unsubscribe/bounce suppression, holdout, the
+lead's quiet hours, and for email the same frequency cap as leads,
+:func:`stream.core.emails.frequency_gate`); every
 action id is derived from its cause (:func:`stream.core.ids.action_id`).
 """
 
@@ -25,6 +26,7 @@ from stream.accounts.model import (
 from stream.core.config import RulesConfig
 from stream.core.emails import frequency_gate
 from stream.core.ids import action_id
+from stream.core.quiet import deliver_after
 
 #: channels that reach a person (suppression and holdout apply); csm_task goes to our own CSM
 PERSONAL = frozenset({"email", "in_app", "exec_briefing", "community", "webinar"})
@@ -117,22 +119,24 @@ class Work:
         context: dict[str, Any],
         lead_id: str | None,
         skip_reason: str | None = None,
+        deliver_after: int | None = None,
     ) -> None:
         aid = action_id(self.s.account_id, self.caused_by, kind, f"{template}\x1f{lead_id or ''}")
         self.actions.append(
             AccountAction(
-                aid,
-                self.s.account_id,
-                lead_id,
-                kind,
-                channel,
-                program,
-                template,
-                reason,
-                context,
-                self.caused_by,
-                self.at,
-                skip_reason,
+                action_id=aid,
+                account_id=self.s.account_id,
+                lead_id=lead_id,
+                type=kind,
+                channel=channel,
+                program=program,
+                template=template,
+                reason=reason,
+                context=context,
+                caused_by=self.caused_by,
+                at=self.at,
+                skip_reason=skip_reason,
+                deliver_after=deliver_after,
             )
         )
 
@@ -150,27 +154,36 @@ class Work:
         context: dict[str, Any],
     ) -> bool:
         """Send to a person (or, ``lead_id`` None and ``in_app``, to the account's users), or
-        record why not as a ``skipped`` action. Returns True when a ``send`` was emitted."""
+        record why not as a ``skipped`` action. Returns True when a ``send`` was emitted.
+
+        A send decided inside the addressee's local quiet hours (their ``timezone``; the
+        default zone for the account's users at large) carries ``deliver_after``, and the
+        email cap counts that delivery time, as for leads (:func:`stream.core.emails.send_email`).
+        """
         user = self.users.get(lead_id) if lead_id is not None else None
         skip: str | None = None
+        hold: int | None = None
         if (lead_id is None and channel != "in_app") or (lead_id is not None and user is None):
             skip = "no_recipient"
         elif user is not None and user.blocked is not None:
             skip = user.blocked
         elif self.s.holdout:
             skip = "holdout"
-        elif channel == "email" and user is not None:
-            allowed, kept = frequency_gate(
-                user.send_times,
-                self.now,
-                self.cfg.ms.frequency_window_ms,
-                self.cfg.emails.frequency_cap,
-            )
-            self.set_user(replace(user, send_times=kept))
-            if not allowed:
-                skip = "frequency_cap"
+        else:
+            zone = None if user is None else user.timezone
+            hold = deliver_after(self.now, zone, self.cfg.quiet_hours)
+            if channel == "email" and user is not None:
+                allowed, kept = frequency_gate(
+                    user.send_times,
+                    self.now if hold is None else hold,  # the delivery time
+                    self.cfg.ms.frequency_window_ms,
+                    self.cfg.emails.frequency_cap,
+                )
+                self.set_user(replace(user, send_times=kept))
+                if not allowed:
+                    skip, hold = "frequency_cap", None
         kind = "send" if skip is None else "skipped"
-        self._action(kind, channel, program, template, reason, context, lead_id, skip)
+        self._action(kind, channel, program, template, reason, context, lead_id, skip, hold)
         return skip is None
 
     # --- plays ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -126,20 +126,55 @@ class Action(msgspec.Struct, frozen=True, gc=False):
     deliver_after: int | None = None
 
     def to_record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "action_id": self.action_id,
-            "lead_id": self.lead_id,
-            "type": self.type,
-            "channel": self.channel,
-            "program": self.program,
-            "template": self.template,
-            "reason": self.reason,
-            "context": dict(self.context),
-            "caused_by": self.caused_by,
-            "at": ms_to_rfc3339(self.at),
-        }
-        if self.skip_reason is not None:
-            record["skip_reason"] = self.skip_reason
-        if self.deliver_after is not None:
-            record["deliver_after"] = ms_to_rfc3339(self.deliver_after)
-        return record
+        return action_record(self)
+
+
+class ActionFields(Protocol):
+    """What an action record is built from (a lead's :class:`Action`, an account's
+    :class:`stream.accounts.model.AccountAction`)."""
+
+    @property
+    def action_id(self) -> str: ...
+    @property
+    def lead_id(self) -> str | None: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def program(self) -> str: ...
+    @property
+    def template(self) -> str | None: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def context(self) -> Mapping[str, Any]: ...
+    @property
+    def caused_by(self) -> str: ...
+    @property
+    def at(self) -> int: ...
+    @property
+    def skip_reason(self) -> str | None: ...
+    @property
+    def deliver_after(self) -> int | None: ...
+
+
+def action_record(a: ActionFields) -> dict[str, Any]:
+    """The contract record of an action (``topics.outputs.ActionRecord``)."""
+    record: dict[str, Any] = {
+        "action_id": a.action_id,
+        "lead_id": a.lead_id,
+        "type": a.type,
+        "channel": a.channel,
+        "program": a.program,
+        "template": a.template,
+        "reason": a.reason,
+        "context": dict(a.context),
+        "caused_by": a.caused_by,
+        "at": ms_to_rfc3339(a.at),
+    }
+    if a.skip_reason is not None:
+        record["skip_reason"] = a.skip_reason
+    if a.deliver_after is not None:
+        record["deliver_after"] = ms_to_rfc3339(a.deliver_after)
+    return record

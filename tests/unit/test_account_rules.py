@@ -13,7 +13,7 @@ import pytest
 from stream.accounts.model import AccountState
 from stream.core.config import load_config_text
 from stream.core.ids import in_holdout
-from tests.support.accounts import CFG, Scenario, day_of, healthy, tokens
+from tests.support.accounts import CFG, T0, Scenario, day_of, healthy, tokens
 
 S = Scenario
 
@@ -460,3 +460,30 @@ def test_the_daily_timer_follows_the_account_and_stops_at_churn() -> None:
     assert isinstance(run.state, AccountState)
     churned = healthy(S(), 5).at(5.5, "subscription.cancelled").run(6)
     assert churned.timers == ()
+
+
+def test_quiet_hours_hold_account_sends_like_lead_sends() -> None:
+    """Conversion at 00:15 UTC: the UTC users' onboarding emails are held to 08:00 UTC, the New
+    York executive's (20:15 local) goes at once, the CSM task is ours (never held); with quiet
+    hours off (the default) nothing is held."""
+    text = _rules_text().replace("  enabled: false\n  start:", "  enabled: true\n  start:")
+    assert text != _rules_text()
+    scenario = (
+        S()
+        .at(0, "lead.created", "u1", role="admin")
+        .at(0, "lead.created", "u2", role="executive", timezone="America/New_York")
+        .at(0, "lead.created", "u3", role="end_user")
+        .convert(0.25 / 24)
+    )
+    run = scenario.run(0.5, load_config_text(text))
+    held = {a.template: a.deliver_after for a in run.actions if a.type == "send"}
+    eight = T0 + 8 * 3_600_000
+    assert held == {
+        "onboarding.kickoff": None,
+        "onboarding.admin_setup": eight,
+        "onboarding.executive_success_plan": None,
+        "onboarding.end_user_first_steps": eight,
+    }
+    record = next(a for a in run.actions if a.template == "onboarding.admin_setup").to_record()
+    assert record["deliver_after"] == "2026-05-29T08:00:00Z" and record["account_id"] == "A-1"
+    assert all(a.deliver_after is None for a in scenario.run(0.5).actions)
