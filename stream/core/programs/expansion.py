@@ -4,15 +4,61 @@ limit hands the account to CSM/AE."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, NamedTuple
 
+from stream.core.config import ExpansionRules
 from stream.core.context import DAY, Ctx
 from stream.core.emails import send_email
 
+# --- the rules on their own (shared with the account play, stream/accounts/expansion.py) ------
 
-def projection(ctx: Ctx, metric: str, limit: float | None) -> dict[str, Any]:
-    d = ctx.d
-    samples = sorted((a, v) for m, a, v in d.usage if m == metric)
+
+class UsageTrigger(NamedTuple):
+    """What one usage sample triggers: the reason, the once-only key to remember (None for the
+    hard limit, which hands off every time), the email template and the context extras."""
+
+    reason: str
+    key: str | None
+    template: str | None
+    extra: dict[str, Any]
+
+
+def usage_trigger(
+    rules: ExpansionRules,
+    metric: str,
+    value: float,
+    limit: float | None,
+    fired: Collection[str],
+    nurture: bool = True,
+) -> UsageTrigger | None:
+    """The hard limit (a handoff), else 80% of a limit once per limit, else a milestone once;
+    ``nurture=False`` (out of ICP): the hard limit only."""
+    if metric in rules.threshold_metrics and limit and value >= limit:
+        return UsageTrigger("expansion.hard_limit", None, None, {})
+    if not nurture:
+        return None
+    if metric in rules.threshold_metrics and limit:
+        key = f"{metric}:{limit:g}"
+        if value >= rules.usage_threshold * limit and key not in fired:
+            extra = {"threshold": rules.usage_threshold}
+            return UsageTrigger(
+                "expansion.usage_threshold", key, rules.templates.usage_summary, extra
+            )
+    mark = rules.milestones.get(metric)
+    if mark is not None and value >= mark:
+        key = f"{metric}:milestone:{mark:g}"
+        if key not in fired:
+            extra = {"milestone": mark}
+            return UsageTrigger("expansion.milestone", key, rules.templates.milestone, extra)
+    return None
+
+
+def project(
+    metric: str, samples: Sequence[tuple[int, float]], limit: float | None, window_days: float
+) -> dict[str, Any]:
+    """The usage summary of a metric from its samples (event time order): the latest value, what
+    was added in the window and, growing toward a limit, the days left at the current rate."""
     out: dict[str, Any] = {"metric": metric}
     if not samples:
         return out
@@ -20,7 +66,7 @@ def projection(ctx: Ctx, metric: str, limit: float | None) -> dict[str, Any]:
     a1, v1 = samples[-1]
     out["value"] = v1
     out["limit"] = limit
-    out["window_days"] = ctx.cfg.expansion.projection_window_days
+    out["window_days"] = window_days
     out["added_in_window"] = v1 - v0
     days_to_limit: float | None = None
     if limit:
@@ -31,6 +77,20 @@ def projection(ctx: Ctx, metric: str, limit: float | None) -> dict[str, Any]:
             days_to_limit = round((limit - v1) / rate, 1)
     out["days_to_limit"] = days_to_limit
     return out
+
+
+def upgrade_reason(etype: str) -> str:
+    return (
+        "expansion.upgrade_requested" if etype == "expansion.requested" else "expansion.upgrade_cta"
+    )
+
+
+# --- the lead's expansion program ------------------------------------------------------------
+
+
+def projection(ctx: Ctx, metric: str, limit: float | None) -> dict[str, Any]:
+    samples = sorted((a, v) for m, a, v in ctx.d.usage if m == metric)
+    return project(metric, samples, limit, ctx.cfg.expansion.projection_window_days)
 
 
 def _limit(ctx: Ctx, metric: str) -> float | None:
@@ -62,34 +122,18 @@ def _trigger(ctx: Ctx, reason: str, template: str, ctxt: dict[str, Any]) -> None
 
 def on_usage(ctx: Ctx, metric: str, value: float, nurture: bool = True) -> None:
     d = ctx.d
-    rules = ctx.cfg.expansion
     limit = _limit(ctx, metric)
-    if metric in rules.threshold_metrics and limit and value >= limit:
-        handoff(ctx, "expansion.hard_limit", projection(ctx, metric, limit))
+    trigger = usage_trigger(ctx.cfg.expansion, metric, value, limit, d.expansion_fired, nurture)
+    if trigger is None:
         return
-    if not nurture:
+    context = {**projection(ctx, metric, limit), **trigger.extra}
+    if trigger.key is None or trigger.template is None:
+        handoff(ctx, trigger.reason, context)
         return
-    if metric in rules.threshold_metrics and limit:
-        key = f"{metric}:{limit:g}"
-        if value >= rules.usage_threshold * limit and key not in d.expansion_fired:
-            d.expansion_fired = (*d.expansion_fired, key)
-            ctxt = {**projection(ctx, metric, limit), "threshold": rules.usage_threshold}
-            _trigger(ctx, "expansion.usage_threshold", rules.templates.usage_summary, ctxt)
-            return
-    mark = rules.milestones.get(metric)
-    if mark is not None and value >= mark:
-        key = f"{metric}:milestone:{mark:g}"
-        if key not in d.expansion_fired:
-            d.expansion_fired = (*d.expansion_fired, key)
-            ctxt = {**projection(ctx, metric, limit), "milestone": mark}
-            _trigger(ctx, "expansion.milestone", rules.templates.milestone, ctxt)
+    d.expansion_fired = (*d.expansion_fired, trigger.key)
+    _trigger(ctx, trigger.reason, trigger.template, context)
 
 
 def on_upgrade_ask(ctx: Ctx, etype: str) -> None:
-    reason = (
-        "expansion.upgrade_requested"
-        if etype == "expansion.requested"
-        else ("expansion.upgrade_cta")
-    )
     usage = {m: projection(ctx, m, _limit(ctx, m)) for m in sorted({u[0] for u in ctx.d.usage})}
-    handoff(ctx, reason, {"trigger": etype, "usage": usage})
+    handoff(ctx, upgrade_reason(etype), {"trigger": etype, "usage": usage})
