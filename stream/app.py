@@ -62,8 +62,7 @@ def create_app(
 
     from stream.core.config import load_config
     from stream.metrics import Metrics
-    from stream.runtime.account_agent import install_accounts
-    from stream.runtime.accounts import account_topic_name
+    from stream.runtime.account_agent import connect_accounts, install_accounts
     from stream.runtime.agent import LeadRunner, tick_topic_name
     from stream.runtime.counters import RuntimeCounters
     from stream.runtime.drain import NurtureApp
@@ -140,7 +139,7 @@ def create_app(
     accounts = None
     if s.accounts_enabled:  # post-sale: account runner + table; the lead runner re-keys to it
         accounts = install_accounts(app, s, rules, m, committed)
-        runner.account_topic = account_topic_name(s)
+        connect_accounts(runner, accounts, s)
 
     inputs = {*s.input_topics, tick_topic_name(s)}
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
+from stream.runtime.account_merge import OriginMerge, Progress, open_progress
 from stream.runtime.accounts import (
     account_processor,
     account_topic_name,
@@ -25,7 +26,7 @@ from stream.runtime.accounts import (
     as_account_input,
     open_envelope,
 )
-from stream.runtime.agent import LeadRunner
+from stream.runtime.agent import BUFFER_LOW, LeadRunner
 from stream.runtime.tablestore import TableStore
 from topics.parse import InvalidEvent, parse_event
 
@@ -87,13 +88,28 @@ def account_topic_specs(settings: Settings) -> tuple[TopicSpec, ...]:
 
 
 class AccountRunner(LeadRunner):
-    """Batches of the account partitions this worker owns."""
+    """Batches of the account partitions this worker owns, in event time over the lead
+    partitions that feed them (:class:`stream.runtime.account_merge.OriginMerge`)."""
+
+    lead: LeadRunner | None = None  # the lead runner of this worker (see idle_clock)
+
+    def new_merge(self) -> OriginMerge:
+        return OriginMerge(self.input_topics[0], range(self.settings.topic_partitions))
 
     def parse(self, message: Any) -> tuple[Any, InvalidEvent | None]:
-        opened = open_envelope(message.value or b"")
+        value = message.value or b""
+        progress = open_progress(value)
+        if progress is not None:  # a lead partition's progress: no input, acked in its batch
+            merges: dict[int, Any] = self.merges
+            merge = merges.get(message.partition)
+            if merge is None:
+                merge = merges[message.partition] = self.new_merge()
+            merge.advance(*progress)
+            return None, None
+        opened = open_envelope(value)
         if opened is None:
             return None, InvalidEvent("bad_envelope", "not a forward envelope of the lead runner")
-        raw, origin, origin_offset = opened
+        raw, topic, partition, offset = opened
         try:
             event = parse_event(raw)
         except InvalidEvent as exc:  # the lead runner forwards only valid events
@@ -101,7 +117,17 @@ class AccountRunner(LeadRunner):
         if event.account_id is None or message.key != event.account_id.encode():
             return None, InvalidEvent("key_mismatch", "account key != account_id")
         # keyed by account, deduplicated by origin (see runtime.accounts)
-        return as_account_input(event, (origin, origin_offset)), None
+        return as_account_input(event, topic, partition, offset), None
+
+    def idle_clock(self) -> float:
+        """Both runners share the event loop: a long lead batch is not the origins' silence."""
+        lead_busy = 0.0 if self.lead is None else self.lead.busy_s
+        return super().idle_clock() - lead_busy
+
+    def _resume_fetching(self, p: int, merge: Any) -> None:
+        tp = (self.input_topics[0], p)
+        if tp in self.paused and merge.buffered() <= BUFFER_LOW:
+            self.paused.pop(tp)()
 
     def observe_series(self, m: Metrics, result: BatchResult, slots: list[Slot]) -> None:
         """The lead series (transitions by program, timer lag) stay the leads' own."""
@@ -167,3 +193,12 @@ def install_accounts(
         return self.bytes(orjson.dumps(doc), content_type="application/json")
 
     return runner
+
+
+def connect_accounts(lead: LeadRunner, accounts: AccountRunner, settings: Settings) -> None:
+    """The lead runner forwards account events and reports its progress to the account topic;
+    the account runner knows the lead runner's busy time."""
+    topic = account_topic_name(settings)
+    lead.account_topic = topic
+    lead.progress = Progress(topic, settings.topic_partitions)
+    accounts.lead = lead

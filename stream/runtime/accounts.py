@@ -67,9 +67,9 @@ def forward_envelope(raw: bytes, topic: str, partition: int, offset: int) -> byt
     return orjson.dumps({"src": [topic, partition, offset]})[:-1] + _EVENT_FIELD + raw + b"}"
 
 
-def open_envelope(value: bytes) -> tuple[bytes, str, int] | None:
-    """(the original event bytes, the origin's applied key ``topic:partition``, the origin
-    offset), or None if ``value`` is not a forward envelope."""
+def open_envelope(value: bytes) -> tuple[bytes, str, int, int] | None:
+    """(the original event bytes, the origin topic, partition and offset), or None if ``value``
+    is not a forward envelope."""
     cut = value.find(_EVENT_FIELD)
     if not value.startswith(b'{"src":') or cut < 0 or not value.endswith(b"}"):
         return None
@@ -79,7 +79,7 @@ def open_envelope(value: bytes) -> tuple[bytes, str, int] | None:
         return None
     if not (isinstance(topic, str) and type(partition) is int and type(offset) is int):
         return None
-    return value[cut + len(_EVENT_FIELD) : -1], f"{topic}:{partition}", offset
+    return value[cut + len(_EVENT_FIELD) : -1], topic, partition, offset
 
 
 def account_forward(topic: str, message: Any, event: Event) -> Record | None:
@@ -94,17 +94,25 @@ def account_forward(topic: str, message: Any, event: Event) -> Record | None:
 @dataclass(frozen=True, slots=True)
 class AccountInput:
     """An account event as the processor sees it: keyed (``lead_id``) by the account,
-    deduplicated by its ``origin`` (applied key, origin offset; see the module doc)."""
+    deduplicated by its ``origin`` (applied key ``topic:partition``, origin offset; see the
+    module doc); ``source`` is the lead partition it came from (the event-time merge's queue,
+    :mod:`stream.runtime.account_merge`)."""
 
     lead_id: str  # the account id: the processor's key
     at: int
     event: Event
     origin: tuple[str, int] | None = None
+    source: int = 0
 
 
-def as_account_input(event: Event, origin: tuple[str, int] | None = None) -> AccountInput:
+def as_account_input(
+    event: Event, topic: str | None = None, partition: int = 0, offset: int = 0
+) -> AccountInput:
+    """The processor's input for a forward of ``topic``/``partition``/``offset`` (no topic:
+    not a forward, deduplicated by the account topic offset like a lead input)."""
     assert event.account_id is not None
-    return AccountInput(event.account_id, event.at, event, origin)
+    origin = None if topic is None else (f"{topic}:{partition}", offset)
+    return AccountInput(event.account_id, event.at, event, origin, partition)
 
 
 def account_step(

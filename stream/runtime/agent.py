@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import faust
 
     from stream.metrics import Metrics
+    from stream.runtime.account_merge import Progress
     from stream.runtime.record import LeadRecord
     from stream.runtime.tablestore import TableStore
     from stream.settings import Settings
@@ -118,6 +119,7 @@ class LeadRunner:
         self.input_topics = tuple(self.merge_order)
         self.tick_topic = tick_topic or tick_topic_name(settings)
         self.account_topic: str | None = None  # set: forward account events (runtime.accounts)
+        self.progress: Progress | None = None  # set with it: progress markers to that topic
         self.batch_size = settings.batch_size
         self.max_idle = settings.max_task_idle_ms / 1000.0
         self.sender = Sender(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
@@ -164,7 +166,7 @@ class LeadRunner:
         event, error = self.parse(message)
         merge = self.merges.get(partition)
         if merge is None:
-            merge = self.merges[partition] = PartitionMerge(self.merge_order)
+            merge = self.merges[partition] = self.new_merge()
         at = NO_TIME if event is None else event.at
         n = merge.push(topic, Slot(at, message.offset, Parsed(message, event, error)))
         tp = (topic, partition)
@@ -173,6 +175,10 @@ class LeadRunner:
             self.paused[tp] = on_drop
             on_high()
         self.wake.set()
+
+    def new_merge(self) -> Any:
+        """The buffers and event-time merge of one partition (PartitionMerge's interface)."""
+        return PartitionMerge(self.merge_order)
 
     def parse(self, message: Any) -> tuple[Any, InvalidEvent | None]:
         """(the processor's input, None) or (None, why the message is invalid)."""
@@ -318,7 +324,7 @@ class LeadRunner:
     async def _partition_round(self, p: int) -> None:
         merge = self.merges.get(p)
         if merge is None:
-            merge = self.merges[p] = PartitionMerge(self.merge_order)
+            merge = self.merges[p] = self.new_merge()
         unread = self._unread(p)
         before = merge.idle_timeouts
         slots = merge.take(self.batch_size, unread, self.idle_clock(), self.max_idle)
@@ -334,6 +340,10 @@ class LeadRunner:
         if not slots and not ticks:
             if caught_up:
                 await self._maybe_tick(p)
+                if self.progress is not None:  # idle: tell the account topic how far we got
+                    idle = self.progress.records(p, self.processor.stream_time(p), idle=True)
+                    if idle:
+                        await self.sender.send(idle)
             return
         inputs = [Input(s.item.message.topic, s.offset, s.item.event) for s in slots]
         inputs += [Input(t.topic, t.offset) for t in ticks]
@@ -383,6 +393,8 @@ class LeadRunner:
                 if forward is not None:
                     records.append(forward)
                     self.forwarded += 1
+        if self.progress is not None:
+            records += self.progress.records(p, result.stream_time)
         if result.failed:
             by_input = {(x.item.message.topic, x.offset): x.item.message for x in slots}
             for inp, detail in result.failed:

@@ -3,12 +3,12 @@ personas' events stream in (re-keyed to the account topic and folded into the ``
 table, account timers firing on event time), and restarted each time (same RocksDB dir).
 
 Shown: after dedup (actions by action_id, transitions by content) the account transitions and
-actions read from the output topics equal the pure account core over the account topic's own
-sequence: nothing lost, nothing stepped twice. The account topic itself holds re-sent forwards
-(the lead runner forwards a re-delivered input again); the reference drops a forward whose
-origin (input topic, partition, offset) it has seen, independently of the worker, which drops it
-by the per-origin offsets in the account's record. The re-sends are counted (the path under test
-ran only if some were re-sent) and the raw duplicates are printed.
+actions read from the output topics equal replaying the input file (the pure account core over
+each account's events in event time): nothing lost, nothing stepped twice, and the event-time
+order restored after every restart. The account topic holds re-sent forwards (the lead runner
+forwards a re-delivered input again; counted: the path under test ran only if some were
+re-sent), which the worker drops by the per-origin offsets in the account's record; the raw
+duplicate outputs (at-least-once re-sends) are printed.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from tests.support.account_stream import (
     as_records,
     build_input,
     core_outputs,
+    file_order,
+    forwards,
     live_outputs,
     origin_of,
     read_account_outputs,
-    topic_order,
 )
 from tests.support.worker import WorkerProcess, _lag, consume_all, produce_raw, run
 
@@ -54,8 +55,13 @@ def test_sigkill_during_account_processing_loses_nothing(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
     rng = random.Random(SEED)
-    settings = kafka_settings.model_copy(update={"accounts_enabled": True})
-    records = as_records(settings, build_input(tmp_path / "events.jsonl", seed=SEED))
+    settings = kafka_settings.model_copy(
+        update={"accounts_enabled": True, "max_task_idle_ms": 10_000}
+    )
+    events = build_input(tmp_path / "events.jsonl", seed=SEED)
+    want = core_outputs(file_order(events))
+    n_want = sum(len(v) for v in want.values())
+    records = as_records(settings, events)
     bootstrap = settings.kafka_bootstrap_servers
     kills = 0
     worker = WorkerProcess.from_settings(settings).start()
@@ -76,9 +82,7 @@ def test_sigkill_during_account_processing_loses_nothing(
                 worker = WorkerProcess.from_settings(settings, web_port=worker.web_port).start()
         worker.wait_ready()
         _wait_all_consumed(settings, timeout=600)
-        forwarded = consume_all(bootstrap, account_topic_name(settings), idle=5)
-        want = core_outputs(topic_order(forwarded))
-        n_want = sum(len(v) for v in want.values())
+        forwarded = forwards(consume_all(bootstrap, account_topic_name(settings), idle=5))
         got = read_account_outputs(settings, n_want, timeout=300)
     finally:
         log = worker.log_tail()

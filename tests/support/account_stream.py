@@ -18,7 +18,8 @@ from stream.core.config import load_config
 from stream.core.model import DAY_MS, HOUR_MS, Event, ms_to_rfc3339
 from stream.offline.customers import CUSTOMER_PERSONAS
 from stream.offline.simulate import SimEvent, generate
-from topics.parse import parse_event
+from stream.runtime.accounts import account_key
+from topics.parse import InvalidEvent, parse_event
 
 if TYPE_CHECKING:
     from stream.settings import Settings
@@ -62,13 +63,34 @@ def origin_of(row: dict[str, Any]) -> tuple[str, int, int]:
     return topic, partition, offset
 
 
+def forwards(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The forward envelopes among account-topic rows (the rest are progress markers)."""
+    return [r for r in rows if isinstance(r["value"], dict) and "src" in r["value"]]
+
+
+def file_order(events: Iterable[SimEvent]) -> dict[str, list[Event]]:
+    """Each account's events as replaying the file orders them (event time, stable)."""
+    per: dict[str, list[Event]] = collections.defaultdict(list)
+    parsed = []
+    for e in events:
+        try:
+            parsed.append(parse_event(e.line))
+        except InvalidEvent:
+            continue
+    for event in sorted(parsed, key=lambda e: e.at):
+        if account_key(event) is not None:
+            assert event.account_id is not None
+            per[event.account_id].append(event)
+    return per
+
+
 def topic_order(forwarded: Iterable[dict[str, Any]]) -> dict[str, list[Event]]:
     """Each account's events in the order the account topic holds them (rows of forward
     envelopes), a forward whose origin (input topic, partition, offset) was seen before
     dropped: the lead runner's re-send after a crash."""
     per: dict[str, list[Event]] = collections.defaultdict(list)
     seen: set[tuple[str, int, int]] = set()
-    for r in sorted(forwarded, key=lambda r: (r["partition"], r["offset"])):
+    for r in sorted(forwards(forwarded), key=lambda r: (r["partition"], r["offset"])):
         origin = origin_of(r)
         if origin in seen:
             continue

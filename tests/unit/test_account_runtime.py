@@ -194,7 +194,7 @@ def test_forward_envelope_round_trip() -> None:
         "src": ["nurture.product-events", 3, 41],
         "event": orjson.loads(raw),
     }
-    assert open_envelope(value) == (raw, "nurture.product-events:3", 41)
+    assert open_envelope(value) == (raw, "nurture.product-events", 3, 41)
     assert open_envelope(raw) is None  # a bare event is not a forward
     assert open_envelope(b'{"src":["t",1],"event":{}}') is None
 
@@ -215,7 +215,7 @@ def test_re_sent_forwards_are_applied_once_whatever_the_event_id_window(
         update={"accounts": CFG.accounts.model_copy(update={"max_event_ids": 2})}
     )
     horizon = account_events[-1].at + DAY_MS
-    origins = [(f"nurture.product-events:{i % 3}", i // 3) for i in range(len(account_events))]
+    origins = [("nurture.product-events", i % 3, i // 3) for i in range(len(account_events))]
     n = len(account_events)
     # the account topic: every forward, then the last third again (a lead worker died before
     # committing them), then the rest of the input was never sent (nothing after the re-sends)
@@ -226,7 +226,7 @@ def test_re_sent_forwards_are_applied_once_whatever_the_event_id_window(
     out: list[bytes] = []
     skipped = 0
     for offset, i in enumerate(topic):
-        inp = as_account_input(account_events[i], origins[i])
+        inp = as_account_input(account_events[i], *origins[i])
         result = proc.process(0, [Input(TOPIC, offset, inp)], caught_up=False)
         store.apply(result)
         out += _outputs(result)
@@ -238,4 +238,4 @@ def test_re_sent_forwards_are_applied_once_whatever_the_event_id_window(
     # each account record keeps one applied offset per origin (bounded), none per message
     for key, raw in store.data.items():
         if not key.startswith(b"__"):
-            assert set(split_record(raw)[1]) <= {o for o, _ in origins}
+            assert set(split_record(raw)[1]) <= {f"{t}:{p}" for t, p, _ in origins}

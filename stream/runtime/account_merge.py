@@ -1,0 +1,185 @@
+"""Event-time order on the account topic: the merge over the lead partitions it is fed from.
+
+The account topic of one account partition interleaves the forwards of every lead partition
+(an account's users are leads on different partitions), each lead partition's forwards in its
+own event-time order (:mod:`stream.runtime.merge`). Read in topic order, an account would see a
+backlog of one lead partition before the earlier events of another; replay sees them in event
+time. :class:`OriginMerge` restores event time: one queue per origin (lead partition), the
+heads taken in ``occurred_at`` order, held while an origin with nothing buffered may still send
+something earlier - it has not reported progress up to the candidate's time. Progress comes
+from the lead runner (:class:`Progress`): after a batch, each lead partition tells every
+account partition its stream time (at most every ``interval`` seconds, and once more when it
+goes idle), so an origin with no account events for a partition does not hold it.
+
+The wait is bounded like the lead merge's (Kafka Streams' ``max.task.idle.ms``): after
+``max_idle`` seconds the merge goes on without the silent origins (``idle_timeouts``) until they
+send again. Exact event time therefore needs every lead partition to report within
+``max_idle`` (a lead partition that has not started, or a lead worker that is down that long,
+is passed over, and its events then arrive late, as in the lead merge).
+
+Messages without an event (progress markers, invalid messages) go first: they change no
+account and their offsets are acked at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from stream.runtime.merge import Slot
+
+if TYPE_CHECKING:
+    from stream.runtime.sender import Record
+
+NO_TIME = -(2**62)
+CONTROL = -1  # the queue of messages without an event (markers, invalid messages)
+PROGRESS_FIELD = b'{"progress":'
+
+
+def progress_value(origin: int, stream_time: int) -> bytes:
+    """An account-topic marker: lead partition ``origin`` has processed up to ``stream_time``."""
+    return orjson.dumps({"progress": [origin, stream_time]})
+
+
+def open_progress(value: bytes) -> tuple[int, int] | None:
+    """(origin, stream time) of a marker, or None if ``value`` is not one."""
+    if not value.startswith(PROGRESS_FIELD):
+        return None
+    try:
+        origin, stream_time = orjson.loads(value)["progress"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    if type(origin) is not int or type(stream_time) is not int:
+        return None
+    return origin, stream_time
+
+
+class Progress:
+    """The lead runner's progress markers to the account topic, per lead partition: sent when
+    its stream time moved and ``interval`` passed since the last, or when it is idle."""
+
+    def __init__(
+        self,
+        topic: str,
+        partitions: int,
+        interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self.interval = interval
+        self.clock = clock
+        self.reported: dict[int, tuple[int, float]] = {}  # origin -> (stream time, when)
+        self.sent = 0
+
+    def records(self, origin: int, stream_time: int, idle: bool = False) -> list[Record]:
+        last, when = self.reported.get(origin, (NO_TIME, -1e18))
+        now = self.clock()
+        if stream_time <= last or (not idle and now - when < self.interval):
+            return []
+        self.reported[origin] = (stream_time, now)
+        value = progress_value(origin, stream_time)
+        self.sent += self.partitions
+        return [(self.topic, q, None, value) for q in range(self.partitions)]
+
+
+def _source(slot: Slot) -> int:
+    event: Any = slot.item.event
+    return CONTROL if event is None else int(event.source)
+
+
+class OriginMerge:
+    """Buffers of one account partition, one per origin, and the event-time merge over them.
+    The interface of :class:`stream.runtime.merge.PartitionMerge` (the runner's loop uses it
+    unchanged); ``unread`` is only asked about the account topic itself."""
+
+    __slots__ = ("forced", "held_since", "idle_timeouts", "progress", "queues", "topic")
+
+    def __init__(self, topic: str, origins: Iterable[int]) -> None:
+        self.topic = topic
+        self.queues: dict[int, deque[Slot]] = {o: deque() for o in (CONTROL, *origins)}
+        self.progress: dict[int, int] = {}  # origin -> the stream time it reported
+        self.held_since: float | None = None
+        self.forced: set[int] = set()  # origins the merge stopped waiting for
+        self.idle_timeouts = 0
+
+    def push(self, topic: str, slot: Slot) -> int:
+        """Buffer a message in its origin's queue; returns the partition's buffered count."""
+        origin = _source(slot)
+        queue = self.queues.get(origin)
+        if queue is None:  # an origin beyond the configured partitions: merge it too
+            queue = self.queues[origin] = deque()
+        queue.append(slot)
+        self.forced.discard(origin)
+        return self.buffered()
+
+    def advance(self, origin: int, stream_time: int) -> None:
+        """A progress marker: ``origin`` will send nothing earlier than ``stream_time`` (but
+        late events)."""
+        if stream_time > self.progress.get(origin, NO_TIME):
+            self.progress[origin] = stream_time
+            self.forced.discard(origin)
+        self.queues.setdefault(origin, deque())
+
+    def buffered(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def clear(self) -> None:
+        """Drop the buffers (the consumer seeks back); progress reports stay true."""
+        for q in self.queues.values():
+            q.clear()
+        self.held_since = None
+        self.forced.clear()
+
+    def caught_up(self, unread: Callable[[str], bool]) -> bool:
+        return self.buffered() == 0 and not unread(self.topic)
+
+    def hold_remaining(self, now: float, max_idle: float) -> float | None:
+        if self.held_since is None:
+            return None
+        return max(0.0, self.held_since + max_idle - now)
+
+    def _bound(self, origin: int) -> int:
+        """The earliest time ``origin`` may still deliver (its head, else its progress)."""
+        queue = self.queues[origin]
+        if queue:
+            return queue[0].at
+        if origin == CONTROL or origin in self.forced:
+            return 2**62
+        return self.progress.get(origin, NO_TIME)
+
+    def take(self, limit: int, unread: Any, now: float, max_idle: float) -> list[Slot]:
+        """Up to ``limit`` buffered messages in event-time order. Stops early while an origin
+        with nothing buffered has not reported progress up to the earliest head, for at most
+        ``max_idle`` seconds from when that wait began."""
+        out: list[Slot] = []
+        queues = self.queues
+        control = queues[CONTROL]
+        while control and len(out) < limit:
+            out.append(control.popleft())
+        while len(out) < limit:
+            best = min((o for o, q in queues.items() if q), key=self._bound, default=None)
+            if best is None:
+                break
+            head = queues[best][0].at
+            waiting = [o for o, q in queues.items() if not q and self._bound(o) < head]
+            if waiting:
+                if self.held_since is None:
+                    self.held_since = now
+                if now - self.held_since < max_idle:
+                    return out
+                self.forced.update(waiting)
+                self.idle_timeouts += len(waiting)
+                self.held_since = None
+                continue
+            self.held_since = None
+            bound = min((self._bound(o) for o in queues if o != best), default=2**62)
+            queue = queues[best]
+            out.append(queue.popleft())
+            while queue and len(out) < limit and queue[0].at <= bound:
+                out.append(queue.popleft())
+        return out

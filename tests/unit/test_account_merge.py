@@ -1,0 +1,139 @@
+"""The account topic's event-time merge over its origins (lead partitions), and the lead
+runner's progress markers. No Faust, no clock: times are passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stream.runtime.account_merge import (
+    CONTROL,
+    OriginMerge,
+    Progress,
+    open_progress,
+    progress_value,
+)
+from stream.runtime.merge import Slot
+
+TOPIC = "acc"
+
+
+@dataclass
+class Ev:
+    source: int
+    at: int
+
+
+@dataclass
+class Item:
+    event: Any
+
+
+def slot(source: int | None, at: int, offset: int = 0) -> Slot:
+    event = None if source is None else Ev(source, at)
+    return Slot(at if event is not None else -(2**62), offset, Item(event))
+
+
+def never(_topic: str) -> bool:
+    return False
+
+
+def times(slots: list[Slot]) -> list[tuple[int, int]]:
+    return [(s.item.event.source, s.at) for s in slots if s.item.event is not None]
+
+
+def test_an_origin_without_progress_holds_the_merge_until_it_reports() -> None:
+    merge = OriginMerge(TOPIC, [0, 1])
+    merge.push(TOPIC, slot(0, 50))
+    assert merge.take(10, never, now=0.0, max_idle=5.0) == []  # origin 1 unknown: hold
+    merge.advance(1, 40)
+    assert merge.take(10, never, now=0.1, max_idle=5.0) == []  # 1 may still send 40..50
+    merge.push(TOPIC, slot(1, 45))
+    assert times(merge.take(10, never, now=0.2, max_idle=5.0)) == [(1, 45)]
+    merge.advance(1, 60)
+    assert times(merge.take(10, never, now=0.3, max_idle=5.0)) == [(0, 50)]
+
+
+def test_heads_are_taken_in_event_time_across_origins() -> None:
+    merge = OriginMerge(TOPIC, [0, 1, 2])
+    for source, at in [(0, 10), (0, 30), (1, 20), (1, 25), (2, 5), (0, 40)]:
+        merge.push(TOPIC, slot(source, at))
+    for origin in (0, 1, 2):
+        merge.advance(origin, 100)
+    got = times(merge.take(10, never, now=0.0, max_idle=5.0))
+    assert got == [(2, 5), (0, 10), (1, 20), (1, 25), (0, 30), (0, 40)]
+
+
+def test_the_wait_is_bounded_and_a_silent_origin_is_passed_over_until_it_sends() -> None:
+    merge = OriginMerge(TOPIC, [0, 1])
+    merge.push(TOPIC, slot(0, 50))
+    assert merge.take(10, never, now=0.0, max_idle=1.0) == []
+    assert times(merge.take(10, never, now=1.5, max_idle=1.0)) == [(0, 50)]
+    assert merge.idle_timeouts == 1 and merge.forced == {1}
+    merge.push(TOPIC, slot(0, 60))
+    assert times(merge.take(10, never, now=1.6, max_idle=1.0)) == [(0, 60)]  # 1 still forced
+    merge.push(TOPIC, slot(1, 55))  # it sends again: waited for again
+    merge.push(TOPIC, slot(0, 70))
+    assert times(merge.take(10, never, now=1.7, max_idle=1.0)) == [(1, 55)]
+
+
+def test_markers_and_invalid_messages_go_first_and_clear_keeps_progress() -> None:
+    merge = OriginMerge(TOPIC, [0])
+    merge.push(TOPIC, slot(0, 10))
+    merge.push(TOPIC, slot(None, 0, offset=7))
+    assert merge.queues[CONTROL] and merge.buffered() == 2
+    merge.advance(0, 10)
+    taken = merge.take(10, never, now=0.0, max_idle=1.0)
+    assert [s.offset for s in taken] == [7, 0]
+    merge.push(TOPIC, slot(0, 20))
+    merge.clear()
+    assert merge.buffered() == 0 and merge.progress == {0: 10}
+    assert merge.caught_up(never) and not merge.caught_up(lambda _t: True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(0, 1000), max_size=8).map(sorted),
+        min_size=1,
+        max_size=4,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_any_arrival_interleaving_gives_event_time_order(
+    per_origin: list[list[int]], rng: Any
+) -> None:
+    """Each origin's forwards in its own time order, interleaved at random on the topic, with
+    each origin's progress reported after each of its forwards: the merge releases them in
+    event-time order (ties in origin order), never a later one before an earlier one."""
+    merge = OriginMerge(TOPIC, range(len(per_origin)))
+    pending = [list(ts) for ts in per_origin]
+    out: list[tuple[int, int]] = []
+    while any(pending):
+        origin = rng.choice([o for o, ts in enumerate(pending) if ts])
+        at = pending[origin].pop(0)
+        merge.push(TOPIC, slot(origin, at))
+        merge.advance(origin, at)
+        out += times(merge.take(3, never, now=0.0, max_idle=60.0))
+    for origin in range(len(per_origin)):
+        merge.advance(origin, 2000)  # every origin idle at the end
+    out += times(merge.take(10_000, never, now=0.0, max_idle=60.0))
+    assert [at for _o, at in out] == sorted(at for ts in per_origin for at in ts)
+    assert merge.idle_timeouts == 0
+
+
+def test_progress_markers_are_rate_limited_and_sent_when_idle() -> None:
+    now = [0.0]
+    progress = Progress(TOPIC, 3, interval=0.5, clock=lambda: now[0])
+    first = progress.records(2, 100)
+    assert [(r[0], r[1]) for r in first] == [(TOPIC, 0), (TOPIC, 1), (TOPIC, 2)]
+    assert open_progress(first[0][3] or b"") == (2, 100)
+    assert progress.records(2, 150) == []  # within the interval
+    assert progress.records(2, 150, idle=True) != []  # idle: report what is unreported
+    assert progress.records(2, 150, idle=True) == []  # nothing new
+    now[0] = 1.0
+    assert progress.records(2, 150) == [] and len(progress.records(2, 151)) == 3
+    assert open_progress(b'{"src":[]}') is None and open_progress(progress_value(1, 5)) == (1, 5)
