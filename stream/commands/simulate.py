@@ -48,32 +48,44 @@ def register(sub: Any) -> None:
         "--effect",
         action="append",
         default=[],
-        metavar="PROGRAM=LIFT",
+        metavar="PROGRAM=LIFT|TEMPLATE=LIFT",
         help="nurture effect on the chance of an opportunity for nurtured (not holdout) leads, "
         "relative (0.5 = +50%%); repeat per program; default +15%% in mql, trial and "
-        "re-engagement nurture",
+        "re-engagement nurture; or for the leads sent an email template (none by default)",
     )
     parser.set_defaults(func=run)
 
 
 def parse_effect(items: list[str]) -> NurtureEffect:
-    """``["trial_nurture=1.5", ...]`` over the defaults; a bad item names itself."""
+    """``["trial_nurture=1.5", "trial_nurture.week_one=0.8", ...]`` over the defaults: a
+    program's effect, or an email template's (a name from the rules); a bad item names itself."""
+    from stream.core.config import load_config
+    from stream.sender.templates import template_names
     from topics.outputs import PROGRAMS
 
     lift = dict(DEFAULT_LIFT)
+    templates: dict[str, float] = {}
+    names: tuple[str, ...] | None = None
     for item in items:
-        program, sep, value = item.partition("=")
+        name, sep, value = item.partition("=")
         try:
             number = float(value)
         except ValueError:
             number = float("nan")
-        if not sep or program not in PROGRAMS or not number > -1:
-            raise SystemExit(
-                f"--effect {item!r}: expected PROGRAM=LIFT with PROGRAM one of "
-                f"{', '.join(PROGRAMS)} and LIFT a number above -1 (0.5 = +50%)"
-            )
-        lift[program] = number
-    return NurtureEffect(lift=lift)
+        if sep and number > -1 and name in PROGRAMS:
+            lift[name] = number
+            continue
+        if names is None:
+            names = template_names(load_config(None))
+        if sep and number > -1 and name in names:
+            templates[name] = number
+            continue
+        raise SystemExit(
+            f"--effect {item!r}: expected PROGRAM=LIFT or TEMPLATE=LIFT with PROGRAM one of "
+            f"{', '.join(PROGRAMS)}, TEMPLATE an email template of the rules (such as "
+            "trial_nurture.week_one) and LIFT a number above -1 (0.5 = +50%)"
+        )
+    return NurtureEffect(lift=lift, templates=templates)
 
 
 def run(args: argparse.Namespace) -> int:

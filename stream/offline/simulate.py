@@ -36,7 +36,8 @@ ticket burst, seats growing, renews, cancels).
 
 Opportunity chances above are for holdout leads; the programs' nurture effect raises them for
 nurtured leads (:class:`NurtureEffect`, default +15% relative in mql, trial and re-engagement
-nurture; ``nurture simulate --effect PROGRAM=LIFT``).
+nurture; ``nurture simulate --effect PROGRAM=LIFT``), and an email template's effect (none by
+default; ``--effect TEMPLATE=LIFT``) raises them for the leads the rules sent it.
 
 Across personas: 3% of leads unsubscribe and 2% hard-bounce at a random point; 1% of events are
 delivered twice (same event_id, seconds to minutes later); 0.5% arrive 1-12 h late (their
@@ -61,16 +62,22 @@ import itertools
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from stream.core.ids import in_holdout
-from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339, rfc3339_to_ms
+from stream.core.model import DAY_MS, HOUR_MS, Event, ms_to_rfc3339, rfc3339_to_ms
 from topics.events import source_of
+
+if TYPE_CHECKING:
+    from stream.core.config import RulesConfig
+    from stream.core.engine import StepResult
 
 DEFAULT_START = "2026-09-01T00:00:00Z"
 MIN_MS = 60_000
@@ -85,6 +92,7 @@ DEFAULT_LIFT: Mapping[str, float] = {
     "re_engagement": 0.15,
 }
 DUPLICATE_SHARE = 0.01
+_at = itemgetter(0)
 LATE_SHARE = 0.005
 MALFORMED_SHARE = 0.002
 
@@ -101,23 +109,41 @@ class SimEvent:
 
 @dataclass(frozen=True, slots=True)
 class NurtureEffect:
-    """What nurture does to a lead's chance of a sales-accepted opportunity, per program: a
-    relative lift (0.15 = 15% more likely) for the leads the program nurtures, none for its
-    holdout (the core's own :func:`stream.core.ids.in_holdout` at ``holdout_pct``, so the report
-    sees the effect as nurtured against holdout). Persona to program: trial personas ->
-    ``trial_nurture``, silent signups -> ``re_engagement``, researchers -> ``mql_nurture``.
+    """What nurture does to a lead's chance of a sales-accepted opportunity: a relative lift
+    (0.15 = 15% more likely)
 
-    The simulator is open-loop (it does not see which emails the rules send), so the effect is
-    per program, not per template."""
+    * per program (``lift``), for the leads the program nurtures, none for its holdout (the
+      core's own :func:`stream.core.ids.in_holdout` at ``holdout_pct``, so the report sees the
+      effect as nurtured against holdout). Persona to program: trial personas ->
+      ``trial_nurture``, silent signups -> ``re_engagement``, researchers -> ``mql_nurture``;
+    * per email template (``templates``), for a lead the rules sent it before its opportunity
+      could occur. This closes the loop: the lead's events so far go through the core
+      (``rules``, default the shipped rules file) with its timers up to the earliest
+      opportunity time, and the email sends it decides are the templates the lead received.
+      Only runs when ``templates`` is set (it costs a core run per lead).
+
+    The draws are the same either way, so only the outcomes move."""
 
     lift: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LIFT))
     holdout_pct: float = 5.0
+    templates: Mapping[str, float] = field(default_factory=dict)
+    rules: RulesConfig | None = None
 
-    def chance(self, p: float, lead_id: str, program: str) -> float:
+    def chance(self, p: float, lead_id: str, program: str, received: Iterable[str] = ()) -> float:
+        factor = 1.0
         lift = self.lift.get(program, 0.0)
-        if not lift or in_holdout(lead_id, program, self.holdout_pct):
-            return p
-        return min(1.0, max(0.0, p * (1 + lift)))
+        if lift and not in_holdout(lead_id, program, self.holdout_pct):
+            factor = 1 + lift
+        for template in received:
+            factor *= 1 + self.templates.get(template, 0.0)
+        return p if factor == 1.0 else min(1.0, max(0.0, p * factor))
+
+
+@lru_cache(maxsize=1)
+def _shipped_rules() -> RulesConfig:
+    from stream.core.config import load_config
+
+    return load_config(None)
 
 
 class _Lead:
@@ -152,9 +178,33 @@ class _Lead:
 
     def opportunity(self, p: float, program: str, lo_d: float, hi_d: float, start: int = 0) -> None:
         """An opportunity with chance ``p``, raised by the program's nurture effect when the
-        program nurtures this lead (same draws either way, so only the outcome moves)."""
-        if self.chance(self.effect.chance(p, self.lead_id, program)):
+        program nurtures this lead and by the effect of the templates it was sent (same draws
+        either way, so only the outcome moves)."""
+        received = self.received(start + int(lo_d * DAY_MS)) if self.effect.templates else ()
+        if self.chance(self.effect.chance(p, self.lead_id, program, received)):
             self.emit(start + self.days(lo_d, hi_d), "opportunity.created")
+
+    def received(self, until: int) -> set[str]:
+        """The email templates the rules send this lead for its events so far, with its
+        timers fired up to ``until`` (ms after creation)."""
+        from stream.offline.runner import EventTimeRunner
+
+        sent: set[str] = set()
+
+        def sink(result: StepResult) -> None:
+            for action in result.actions:
+                if action.type == "send" and action.channel == "email" and action.template:
+                    sent.add(action.template)
+
+        runner = EventTimeRunner(self.effect.rules or _shipped_rules(), sink)
+        horizon = self.created + until
+        for seq, (at, event_type, props) in enumerate(sorted(self.events, key=_at)):
+            if at > horizon:
+                break
+            event = Event(f"sim-{seq}", event_type, self.lead_id, at, self.account_id, props)
+            runner.process(event)
+        runner.finish(horizon)
+        return sent
 
     def profile(self, tier: str) -> None:
         r = self.rng

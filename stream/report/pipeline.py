@@ -39,6 +39,9 @@ counts, window starts there), *non-receivers* are the nurtured (non-holdout) lea
 that program and were never sent the template (window starts at their first entry into it).
 A lead converts when it has an opportunity inside ``[start, start + window_days]``
 (90 days by default). Windows still open at the end of the data are counted as they stand.
+Each row carries ``interval`` (:func:`stream.report.stats.compare_rates`, receivers against
+non-receivers); who receives a template depends on what the lead did, so a significant
+difference there is an association, not the randomised effect the holdout comparison measures.
 
 *Repeated records*: the worker delivers at least once, so a record may arrive twice. An entry
 with the same program and ``at`` as one the lead already has, and an opportunity at the same
@@ -435,7 +438,7 @@ class PipelineTotals:
             "opportunity_reason": OPPORTUNITY_REASON,
             "programs": self._programs(stats),
             "records": {"actions": self.actions_seen, "transitions": self.transitions_seen},
-            "templates": self._templates(),
+            "templates": self._templates(stats),
             "window_days": window_days,
         }
 
@@ -463,7 +466,7 @@ class PipelineTotals:
             program_out.setdefault(cohort, {})[tier] = {**groups, "lift": lift}
         return out
 
-    def _templates(self) -> dict[str, Any]:
+    def _templates(self, stats: StatsSettings) -> dict[str, Any]:
         counts: Rows = {}
         for program, templates in self.receivers.items():
             for template, tiers in templates.items():
@@ -494,6 +497,10 @@ class PipelineTotals:
                         "non_receivers_converted": oth_conv,
                         "non_receivers_rate": other_rate,
                         "rate_points": diff,
+                        # receivers against non-receivers: not a randomised comparison (who
+                        # is sent a template depends on what the lead did), unlike the
+                        # programs' nurtured against holdout
+                        "interval": compare_rates((rec_conv, rec), (oth_conv, oth), stats),
                     }
         return out
 
