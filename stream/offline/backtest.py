@@ -15,7 +15,6 @@ config we keep a :class:`stream.report.PipelineReport` and, per lead, its *path*
 
 from __future__ import annotations
 
-import gc
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stream.offline.order import Counts, all_events, iter_lines, read_events, scan
-from stream.offline.runner import REPLAY_GC_THRESHOLD, EventTimeRunner, open_events
+from stream.offline.runner import EventTimeRunner, open_events, replay_collector
 from stream.report.html import contribution_rows
 from stream.report.stats import StatsSettings, compare_rates
 from topics.parse import InvalidEvent
@@ -163,19 +162,13 @@ def backtest_file(
         side.report = PipelineReport()
         runners.append(EventTimeRunner(config, side.sink))
     counts = {"events": 0, "dead_letters": 0}
-    gc_threshold = gc.get_threshold()
-    gc.freeze()  # as replay_file: start-up objects out of reach, young generation larger
-    gc.set_threshold(*REPLAY_GC_THRESHOLD)
-    try:
+    with replay_collector():
         with open_events(events_path) as fh, tempfile.TemporaryDirectory(prefix="bt-") as tmp:
             for event in _events(fh, Path(tmp), until, order, counts):
                 for runner in runners:
                     runner.process(event)
         for runner in runners:
             runner.finish(until)
-    finally:
-        gc.set_threshold(*gc_threshold)
-        gc.unfreeze()
     events, dead = counts["events"], counts["dead_letters"]
     a, b = sides
     leads = sorted(set(a.paths) | set(b.paths))

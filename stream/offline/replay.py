@@ -32,7 +32,6 @@ wall clock except the optional progress bar.
 
 from __future__ import annotations
 
-import gc
 import gzip
 import os
 import tempfile
@@ -44,13 +43,14 @@ import orjson
 
 from stream.accounts.engine import ACCOUNT_EVENT_TYPES
 from stream.core.model import Event, ms_to_rfc3339
-from stream.offline.order import Counts, iter_lines, read_events, scan
+from stream.offline.order import Counts, DeadSink, iter_lines, read_events, scan
 from stream.offline.outputs import TTO_EDGES, FlowStats, Recorder
 from stream.offline.runner import (
     REPLAY_GC_THRESHOLD,
     EventTimeRunner,
     dead_letter_line,
     open_events,
+    replay_collector,
 )
 from topics.parse import InvalidEvent
 
@@ -170,16 +170,13 @@ def replay_file(
             d_out.write(orjson.dumps(dead_letter_line(number, raw, exc)) + b"\n")
 
         bar = _Progress(fh, os.path.getsize(events_path), progress)
+        run = _Run(fh, out_dir, config, until, dead, stats, bar)
         try:
             if order == "file":
-                pipeline, flow, post_sale = _in_file_order(
-                    fh, out_dir, config, until, dead, stats, bar
-                )
+                pipeline, flow, post_sale = _in_file_order(run)
             else:
                 stats.jobs = max(1, jobs)
-                pipeline, flow, post_sale = _in_time_order(
-                    fh, out_dir, config, until, dead, stats, bar
-                )
+                pipeline, flow, post_sale = _in_time_order(run)
         finally:
             bar.close(stats.events)
     from stream.report.stats import StatsSettings, lift_rows
@@ -207,23 +204,33 @@ def _account_key(event: Event) -> str | None:
     return event.account_id if event.type in ACCOUNT_EVENT_TYPES else None
 
 
-def _in_time_order(
-    fh: IO[bytes],
-    out_dir: Path,
-    config: RulesConfig,
-    until: int | None,
-    dead: Any,
-    stats: ReplayStats,
-    bar: _Progress,
-) -> tuple[dict[str, Any], FlowStats, dict[str, Any]]:
+@dataclass(slots=True)
+class _Run:
+    """What both orders read from and write to."""
+
+    fh: IO[bytes]
+    out_dir: Path
+    config: RulesConfig
+    until: int | None
+    dead: DeadSink
+    stats: ReplayStats
+    bar: _Progress
+
+
+#: the pipeline report, the flow statistics and the post-sale section
+Sections = tuple[dict[str, Any], FlowStats, dict[str, Any]]
+
+
+def _in_time_order(run: _Run) -> Sections:
     from stream.offline.shards import merge_keyed, merge_post_sale, merge_results, run_buckets
     from stream.report.pipeline import DEFAULT_WINDOW_DAYS
     from stream.report.stats import StatsSettings
 
+    fh, out_dir, config, until, stats = run.fh, run.out_dir, run.config, run.until, run.stats
     with tempfile.TemporaryDirectory(prefix=".replay-", dir=out_dir) as tmp:
         work = Path(tmp)
         found = scan(
-            iter_lines(fh), work, dead, until=until, on_line=bar.update, extra=_account_key
+            iter_lines(fh), work, run.dead, until=until, on_line=run.bar.update, extra=_account_key
         )
         horizon = found.last_at if until is None else until
         leads, accounts = run_buckets(found, config, horizon, work, stats.jobs)
@@ -260,19 +267,12 @@ def _set_counts(stats: ReplayStats, counts: Counts, horizon: int | None) -> None
     stats.until = _ms_text(horizon)
 
 
-def _in_file_order(
-    fh: IO[bytes],
-    out_dir: Path,
-    config: RulesConfig,
-    until: int | None,
-    dead: Any,
-    stats: ReplayStats,
-    bar: _Progress,
-) -> tuple[dict[str, Any], FlowStats, dict[str, Any]]:
+def _in_file_order(run: _Run) -> Sections:
     from stream.offline.accounts import AccountReplay
     from stream.report.pipeline import PipelineReport
     from stream.report.stats import StatsSettings
 
+    out_dir, config, until, stats = run.out_dir, run.config, run.until, run.stats
     counts = Counts()
     with (
         open(out_dir / "transitions.jsonl", "wb", buffering=1 << 20) as t_out,
@@ -282,25 +282,14 @@ def _in_file_order(
         report = PipelineReport(stats=StatsSettings.from_rules(config))
         recorder = Recorder(t_out.write, a_out.write, report, FlowStats())
         runner = EventTimeRunner(config, recorder)
-        gc_threshold = gc.get_threshold()
-        # The run allocates many short-lived containers per event and no reference cycles of
-        # its own: move start-up objects (modules, config) out of the collector's reach and
-        # collect the young generation less often. About 10% of the core loop's CPU time.
-        # Restored (and unfrozen) when the run ends, so callers in the same process see the
-        # collector as they left it.
-        gc.freeze()
-        gc.set_threshold(*REPLAY_GC_THRESHOLD)
-        try:
-            for _, event in read_events(iter_lines(fh), dead, counts, until):
+        with replay_collector():
+            for _, event in read_events(iter_lines(run.fh), run.dead, counts, until):
                 runner.process(event)
                 accounts.feed(event)
                 if counts.events % 20000 == 0:
-                    bar.update(counts.events)
+                    run.bar.update(counts.events)
             horizon = runner.finish(until)
             post_sale = accounts.finish(horizon)
-        finally:
-            gc.set_threshold(*gc_threshold)
-            gc.unfreeze()
     _set_counts(stats, counts, horizon)
     stats.transitions, stats.actions = recorder.transitions, recorder.actions
     stats.timers_fired = runner.timers_fired

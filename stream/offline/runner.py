@@ -9,10 +9,12 @@ step schedules at or before the clock therefore fire before the next input.
 from __future__ import annotations
 
 import base64
+import gc
 import gzip
 import heapq
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,8 +25,27 @@ if TYPE_CHECKING:
     from stream.core.config import RulesConfig
     from stream.core.engine import StepResult
 
-#: garbage-collector thresholds while replaying (see :func:`stream.offline.replay.replay_file`)
+#: garbage-collector thresholds while replaying (see :func:`replay_collector`)
 REPLAY_GC_THRESHOLD = (50_000, 20, 100)
+
+
+@contextmanager
+def replay_collector() -> Iterator[None]:
+    """The garbage collector tuned for a replay loop, restored afterwards.
+
+    The run allocates many short-lived containers per event and no reference cycles of its
+    own: start-up objects (modules, config) are moved out of the collector's reach and the
+    young generation is collected less often (about 10% of the core loop's CPU time). Restored
+    (and unfrozen) when the run ends, so callers in the same process see the collector as they
+    left it."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*REPLAY_GC_THRESHOLD)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 StepSink = Callable[["StepResult"], None]

@@ -16,7 +16,6 @@ fixed (not derived from the number of processes), so the outputs are byte-identi
 
 from __future__ import annotations
 
-import gc
 import heapq
 import multiprocessing
 import resource
@@ -30,7 +29,7 @@ import orjson
 
 from stream.offline.order import Scan, bucket_events
 from stream.offline.outputs import FlowStats, Recorder
-from stream.offline.runner import REPLAY_GC_THRESHOLD, EventTimeRunner
+from stream.offline.runner import EventTimeRunner, replay_collector
 
 if TYPE_CHECKING:
     from stream.accounts.model import AccountStep
@@ -97,20 +96,6 @@ def output_path(work_dir: Path, kind: str, bucket: int) -> Path:
     return work_dir / f"{kind}{bucket:03d}.jsonl"
 
 
-class _Collector:
-    """Start-up objects out of the collector's reach and a larger young generation while a
-    bucket runs (see :func:`stream.offline.replay.replay_file`); restored afterwards."""
-
-    def __enter__(self) -> None:
-        self._threshold = gc.get_threshold()
-        gc.freeze()
-        gc.set_threshold(*REPLAY_GC_THRESHOLD)
-
-    def __exit__(self, *exc: object) -> None:
-        gc.set_threshold(*self._threshold)
-        gc.unfreeze()
-
-
 def run_bucket(
     bucket: int, runs: list[Path], config: RulesConfig, horizon: int | None, work_dir: Path
 ) -> BucketResult:
@@ -118,7 +103,7 @@ def run_bucket(
     from stream.report.pipeline import PipelineReport
 
     with (
-        _Collector(),
+        replay_collector(),
         open(output_path(work_dir, "t", bucket), "wb", buffering=1 << 20) as t_out,
         open(output_path(work_dir, "a", bucket), "wb", buffering=1 << 20) as a_out,
     ):
@@ -177,7 +162,7 @@ def run_account_bucket(
     from stream.report.postsale import PostSaleTotals
 
     with (
-        _Collector(),
+        replay_collector(),
         open(output_path(work_dir, "at", bucket), "wb", buffering=1 << 20) as t_out,
         open(output_path(work_dir, "aa", bucket), "wb", buffering=1 << 20) as a_out,
     ):

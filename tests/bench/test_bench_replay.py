@@ -121,10 +121,15 @@ def test_bench_replay_per_core_and_speedup_with_jobs(big_file: Path, tmp_path: P
 def test_bench_replay_1m_leads_peak_memory(huge_file: Path, tmp_path: Path) -> None:
     run = _replay(huge_file, tmp_path / "out", jobs=2)
     peak = max(run["peak_mb"], run["worker_mb"])
+    # the parent's peak is its scan (bounded by RUN_ROWS); the workers' come later, so the
+    # sum is an upper bound on the tree's RSS at any moment
+    tree = run["peak_mb"] + 2 * run["worker_mb"]
     print(
         f"replay {BIG_LEADS:,} leads, {run['events']:,.0f} events, --jobs 2: "
-        f"{run['wall']:.1f} s wall, {run['cpu']:.1f} s CPU; peak RSS {run['peak_mb']:.0f} MB "
-        f"(replay process), {run['worker_mb']:.0f} MB (largest worker); load: {_load()}"
+        f"{run['wall']:.1f} s wall, {run['cpu']:.1f} s CPU = "
+        f"{run['events'] / run['cpu']:,.0f} events per CPU-second; peak RSS "
+        f"{run['peak_mb']:.0f} MB (replay process), {run['worker_mb']:.0f} MB (largest "
+        f"worker), at most {tree:.0f} MB for the three together; load: {_load()}"
     )
     assert run["events"] > 5_000_000
     assert 0 < peak <= 1024

@@ -13,9 +13,10 @@ import orjson
 import pytest
 
 from stream.commands.simulate import parse_effect
-from stream.core.config import DEFAULT_RULES, load_config_text
+from stream.core.config import load_config_text
 from stream.offline.replay import replay_file
 from stream.offline.simulate import NurtureEffect, generate, write_file
+from tests.unit.test_report_stats import _lift, _rules
 
 TEMPLATE = "trial_nurture.feature_depth"  # the 48h checkpoint's email to activated trials
 
@@ -49,16 +50,10 @@ def test_a_template_effect_moves_only_the_leads_the_rules_sent_it(tmp_path: Path
     gained = after - before
     assert before <= after  # the same draws: an effect only adds opportunities
     assert len(gained) >= 10, gained
-    replay_file(tmp_path / "big.jsonl", tmp_path / "out", load_config_text(_text()), html=False)
+    replay_file(tmp_path / "big.jsonl", tmp_path / "out", load_config_text(_rules(5.0)), html=False)
     receivers = _sent(tmp_path / "out", TEMPLATE)
     assert gained <= receivers, gained - receivers  # every gain was sent the template
     assert receivers - after  # and not every receiver converted: a chance, not a rule
-
-
-def _text(holdout_pct: float = 5.0) -> str:
-    text = DEFAULT_RULES.read_text(encoding="utf-8")
-    assert "holdout_pct: 5.0" in text
-    return text.replace("holdout_pct: 5.0", f"holdout_pct: {holdout_pct}")
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +61,12 @@ def template_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, objec
     """A large effect of one trial template and none anywhere else, a 25% holdout (the rules
     the closed loop runs are the replay's)."""
     folder = tmp_path_factory.mktemp("template-effect")
-    rules = load_config_text(_text(25.0))
+    rules = load_config_text(_rules(25.0))
     effect = NurtureEffect(lift={}, holdout_pct=25.0, templates={TEMPLATE: 2.0}, rules=rules)
     write_file(folder / "events.jsonl", generate(1200, 60, seed=5, effect=effect))
     replay_file(folder / "events.jsonl", folder / "out", rules, html=False)
     doc: dict[str, object] = orjson.loads((folder / "out" / "report.json").read_bytes())
     return doc
-
-
-def _lift(doc: dict[str, object], program: str, tier: str) -> dict[str, object]:
-    rows = [r for r in doc["lift"] if r["program"] == program and r["tier"] == tier]  # type: ignore[attr-defined]
-    assert len(rows) == 1, rows
-    row: dict[str, object] = rows[0]
-    return row
 
 
 def test_a_large_template_effect_shows_as_the_programs_lift_and_no_effect_does_not(
