@@ -128,7 +128,7 @@ class LeadRunner:
         self.received: dict[tuple[str, int], int] = {}  # last offset buffered per topic partition
         self.paused: dict[tuple[str, int], Any] = {}  # resume callbacks of paused partitions
         self.tick_outstanding: dict[int, float] = {}  # partition -> monotonic time sent
-        self.intake = Intake(self.deliver, self._clear)
+        self.intake = Intake(self.deliver)
         self.wake = asyncio.Event()
         self.lock = asyncio.Lock()
         self.events_processed = 0
@@ -160,7 +160,10 @@ class LeadRunner:
         message = getattr(value, "message", value)
         topic, partition = message.topic, message.partition
         if topic == self.tick_topic:
-            self.ticks.setdefault(partition, []).append(message)
+            ticks = self.ticks.setdefault(partition, [])
+            while ticks and ticks[-1].offset >= message.offset:
+                ticks.pop()  # delivered again after a seek back: keep one copy
+            ticks.append(message)
             self.wake.set()
             return
         event, error = self.parse(message)
@@ -191,8 +194,8 @@ class LeadRunner:
             return None, exc
 
     def _clear(self) -> None:
-        """Faust cleared its queues (flow control, rebalance): drop what was buffered; Faust
-        seeks to the committed offsets before it delivers again."""
+        """Drop everything buffered (partitions revoked): Faust seeks the partitions it assigns
+        next to their committed offsets before it delivers them again."""
         for merge in self.merges.values():
             merge.clear()
         self.ticks.clear()
@@ -491,12 +494,19 @@ class LeadRunner:
 
     # --- rebalance ---------------------------------------------------------------------------
     async def on_revoked(self, partitions: set[int]) -> None:
+        """Faust revokes every partition at a rebalance (eager protocol), after its flow is
+        stopped (nothing is delivered until the partitions assigned next are sought to their
+        committed offsets): the buffers are dropped here, and only here (see
+        :mod:`stream.runtime.intake` for why not on Faust's flow-control resume)."""
         async with self.lock:  # a batch in flight finishes first
+            self._clear()
             self._forget(partitions)
 
     async def on_assigned(self, partitions: set[int]) -> None:
         """Newly (re)assigned partitions lose cache, index and journal: another worker may have
-        changed them; they are rebuilt from the recovered table before their first batch."""
+        changed them; they are rebuilt from the recovered table before their first batch. (Their
+        buffers are empty: dropped on revoke, and nothing is delivered before Faust's recovery
+        resumes the stream partitions, which is after this signal.)"""
         async with self.lock:
             self._forget(partitions)
 

@@ -13,6 +13,17 @@ flow control) and only changes the delivery: a message of a topic registered wit
 per message); any other topic takes Faust's path. The worker's app class
 (:class:`NurtureApp`, ``app.fast_path``) installs this consumer through its transport; nothing
 else of Faust changes (group membership, assignment, recovery, standbys, commits).
+
+A message is never delivered to the fast path after the consumer's flow was stopped since it
+was fetched (a rebalance began: Faust's ``_on_partitions_revoked`` calls ``stop_flow`` first).
+Faust's own drain cancels the delivery when flow stops (``wait_first(callback(message),
+suspend_flow.wait())``); the first version of this drain waited for flow control to resume
+and then delivered the old message into the buffers of the new assignment, ahead of the
+committed offset Faust had just sought to, and moved the read offset past the messages before
+it (which it then skipped as already read). Such a message is dropped instead, with the rest of
+its fetch: the rebalance ends with a seek to the committed offsets, so it is fetched again.
+The fast path also takes messages below the read offset (the consumer went back): the runner
+keeps one copy per offset (:meth:`stream.runtime.merge.PartitionMerge.push`).
 """
 
 from __future__ import annotations
@@ -32,6 +43,33 @@ class DrainConsumer(faust_aiokafka.Consumer):
     """The aiokafka consumer of Faust with a direct delivery path for the topics in the app's
     ``fast_path`` (``topic -> deliver(message, on_pressure_high, on_pressure_drop)``)."""
 
+    yield_every = 1000  # messages between two ``sleep(0)`` of the drain loop
+    flow_stops = 0  # how many times the flow was stopped (a rebalance began, or shutdown)
+    stale_dropped = 0  # messages fetched before a flow stop and so not delivered
+
+    def stop_flow(self) -> None:
+        self.flow_stops += 1
+        super().stop_flow()
+
+    def _stale(self, stops_at_fetch: int) -> bool:
+        """Whether a message fetched when ``flow_stops`` was ``stops_at_fetch`` must not be
+        delivered: the flow was stopped since (it may have resumed again: a whole rebalance
+        can pass while this loop awaits)."""
+        return (
+            self.flow_stops != stops_at_fetch
+            or not self.flow_active
+            or not self.app.flow_control.is_active()
+        )
+
+    def _drop_stale(self, tp: Any, offset: int) -> None:
+        self.stale_dropped += 1
+        self.log.info(
+            "not delivering %s:%s at %d and the rest of its fetch: fetched before a rebalance",
+            tp.topic,
+            tp.partition,
+            offset,
+        )
+
     async def _drain_messages(self, fetcher: Any) -> None:
         callback = self.callback
         getmany = self.getmany
@@ -40,11 +78,10 @@ class DrainConsumer(faust_aiokafka.Consumer):
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
-        flow_control = self.app.flow_control
         fast: dict[str, FastDeliver] = dict(getattr(self.app, "fast_path", {}))
         pressure: dict[Any, tuple[Callable[[], None], Callable[[], None]]] = {}
         sleep = asyncio.sleep
-        yield_every = 1000
+        yield_every = self.yield_every
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -53,27 +90,34 @@ class DrainConsumer(faust_aiokafka.Consumer):
                 if self.should_stop:
                     continue
                 async for tp, message in ait:
+                    # getmany yields only while the flow is active, in the current generation;
+                    # no await since then
+                    stops_at_fetch = self.flow_stops
                     since_yield += 1
                     if since_yield > yield_every:
                         await sleep(0)
                         since_yield = 0
-                    offset = message.offset
-                    r_offset = get_read_offset(tp)
-                    if r_offset is not None and offset < r_offset:
-                        continue  # already read (Faust drops these too)
-                    gap = offset - (r_offset or 0)
-                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
                     commit_every = self._commit_every
                     if commit_every is not None and self._n_acked >= commit_every:
                         self._n_acked = 0
                         await self.commit()
                     deliver = fast.get(message.topic)
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if deliver is None:
+                        if r_offset is not None and offset < r_offset:
+                            continue  # already read (Faust drops these too)
+                    elif self._stale(stops_at_fetch):
+                        self._drop_stale(tp, offset)
+                        break  # fetched before a rebalance: sought and fetched again after it
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
                     if deliver is None:
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
-                        if not flow_control.is_active():
-                            await flow_control.acquire()
+                        if self._stale(stops_at_fetch):
+                            self._drop_stale(tp, offset)
+                            break
                         hooks = pressure.get(tp)
                         if hooks is None:
                             hooks = pressure[tp] = self._pressure_hooks(tp)

@@ -10,9 +10,18 @@ no per-message ``Stream`` iteration, event object, ``current_event`` context or 
 ack task. The worker acks the messages itself, per batch, through ``Consumer.ack`` (Faust
 commits up to the lowest un-acked offset of each partition).
 
-Faust clears every channel queue when it suspends or resumes flow for a rebalance
-(``app.flow_control``), and seeks to the committed offsets afterwards; :class:`Intake` is
-registered with ``app.flow_control`` so the worker's buffers are cleared at the same moments.
+:class:`Intake` is deliberately NOT registered with ``app.flow_control``: mode's
+``FlowControlEvent.resume()`` clears every registered queue, and Faust's recovery calls it
+again *after* it has resumed the stream partitions and sought them to the committed offsets
+(``Recovery.on_recovery_completed``: ``resume_partitions`` -> ``await perform_seek()`` ->
+``flow_control.resume()``). Messages delivered during that await (the seek runs partition by
+partition in the consumer thread, and the fetcher goes on fetching from the new positions) were
+cleared from the worker's buffers although the consumer's position was already past them: they
+were never delivered again, never acked, and the partition's commits stopped at the hole (the
+restarted worker of the crash test, the rebalance test's lost actions). The runner clears its
+buffers itself when partitions are revoked (:meth:`stream.runtime.agent.LeadRunner.on_revoked`),
+and :class:`stream.runtime.drain.DrainConsumer` never delivers a message fetched before a
+revocation, so nothing from before a rebalance reaches the buffers after it.
 """
 
 from __future__ import annotations
@@ -28,9 +37,8 @@ Deliver = Callable[[Any, Callable[[], None], Callable[[], None]], None]
 class Intake:
     """Stands in for a channel's queue: the conductor puts each message here."""
 
-    def __init__(self, deliver: Deliver, clear: Callable[[], None]) -> None:
+    def __init__(self, deliver: Deliver) -> None:
         self._deliver = deliver
-        self._clear = clear
 
     def full(self) -> bool:
         return False  # back pressure is per partition: the deliver callback pauses fetching
@@ -45,7 +53,7 @@ class Intake:
         self._deliver(value, on_pressure_high, on_pressure_drop)
 
     def clear(self) -> None:
-        self._clear()
+        """Nothing: the runner owns its buffers (see the module docstring)."""
 
     def empty(self) -> bool:
         return True
@@ -69,8 +77,7 @@ class BatchTopic(faust.Topic):
         return message
 
     def subscribe(self) -> None:
-        """Register with the conductor (what ``async for`` over a topic does in Faust) and
-        with flow control (what a channel's queue does)."""
+        """Register with the conductor (what ``async for`` over a topic does in Faust); not
+        with flow control (see the module docstring)."""
         app: Any = self.app
         app.topics.add(self)
-        app.flow_control.manage_queue(self._intake)

@@ -45,8 +45,13 @@ class PartitionMerge:
         self.idle_timeouts = 0
 
     def push(self, topic: str, slot: Slot) -> int:
-        """Buffer a message; returns the topic's buffered count."""
+        """Buffer a message; returns the topic's buffered count. A message at or below the
+        topic's last buffered offset means the consumer went back (a seek to the committed
+        offset): it delivers everything from there again, so the buffered copies from that
+        offset on are dropped (one copy of each message, in offset order)."""
         queue = self.queues[topic]
+        while queue and queue[-1].offset >= slot.offset:
+            queue.pop()
         queue.append(slot)
         self.forced.discard(topic)
         return len(queue)

@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import pytest
-
 from tests.support.leads import trial_leads
 from tests.support.reference import by_lead, core_outputs, dedupe_actions, dedupe_transitions
 from tests.support.worker import (
@@ -76,15 +74,6 @@ def kill_after_progress(worker: WorkerProcess, produce: Callable[[], object]) ->
     worker.kill()
 
 
-@pytest.mark.xfail(
-    reason=(
-        "KNOWN FAILURE on main, open in issue 9: on the batch runtime (9ba76cc) one run lost 4 "
-        "actions under SIGKILL; since the quiet-hours commit (db36f34) the restarted worker "
-        "commits no input offsets (lag stays at 4284). The at-least-once guarantee is NOT "
-        "proven for the batch runtime until this passes again."
-    ),
-    strict=False,
-)
 def test_sigkill_during_events_and_timers_loses_nothing(kafka_settings: Settings) -> None:
     rng = random.Random(SEED)
     t0 = time.time()
