@@ -22,8 +22,6 @@ and then delivered the old message into the buffers of the new assignment, ahead
 committed offset Faust had just sought to, and moved the read offset past the messages before
 it (which it then skipped as already read). Such a message is dropped instead, with the rest of
 its fetch: the rebalance ends with a seek to the committed offsets, so it is fetched again.
-The fast path also takes messages below the read offset (the consumer went back): the runner
-keeps one copy per offset (:meth:`stream.runtime.merge.PartitionMerge.push`).
 """
 
 from __future__ import annotations
@@ -104,10 +102,9 @@ class DrainConsumer(faust_aiokafka.Consumer):
                     deliver = fast.get(message.topic)
                     offset = message.offset
                     r_offset = get_read_offset(tp)
-                    if deliver is None:
-                        if r_offset is not None and offset < r_offset:
-                            continue  # already read (Faust drops these too)
-                    elif self._stale(stops_at_fetch):
+                    if r_offset is not None and offset < r_offset:
+                        continue  # already read (Faust drops these too)
+                    if deliver is not None and self._stale(stops_at_fetch):
                         self._drop_stale(tp, offset)
                         break  # fetched before a rebalance: sought and fetched again after it
                     if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
