@@ -83,12 +83,13 @@ def run(args: argparse.Namespace) -> int:
         if stats.worker_peak_rss_mb is not None
         else ""
     )
+    cpu = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in stats.cpu_seconds.items())
     print(
         f"replayed {stats.events} events ({stats.dead_letters} dead-lettered, "
         f"{stats.timers_fired} timers fired) for {stats.leads} leads in {stats.order} order, "
         f"jobs {stats.jobs}: {stats.transitions} transitions, {stats.actions} actions "
         f"in {elapsed:.2f} s = {rate:,.0f} events/s, peak RSS {peak_rss_mb():.0f} MB{workers}; "
-        f"{lateness}",
+        f"{lateness}" + (f"; CPU s: {cpu}" if cpu else ""),
         file=sys.stderr,
     )
     print(args.out / "report.html" if not args.no_html else args.out / "report.json")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import gzip
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -92,13 +93,16 @@ class ReplayStats:
     #: late_events in detail: count and max / p50 / p90 / p99 lateness in hours
     lateness: dict[str, Any] = field(default_factory=dict)
     #: peak RSS of the largest bucket process (MB; time order with jobs > 1)
-    worker_peak_rss_mb: float | None = None
+    worker_peak_rss_mb: float | None = field(default=None, compare=False)
+    #: CPU seconds by phase (time order): scan, leads and accounts (all bucket processes
+    #: together), merge (outputs and reports, in the replay process)
+    cpu_seconds: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """For report.json: without ``jobs`` and the worker peak, which say how the run went,
-        not what it found (the outputs are the same whatever ``jobs`` is)."""
+        """For report.json: without ``jobs``, the worker peak and the CPU times, which say how
+        the run went, not what it found (the outputs are the same whatever ``jobs`` is)."""
         doc = asdict(self)
-        del doc["jobs"], doc["worker_peak_rss_mb"]
+        del doc["jobs"], doc["worker_peak_rss_mb"], doc["cpu_seconds"]
         return doc
 
 
@@ -229,11 +233,14 @@ def _in_time_order(run: _Run) -> Sections:
     fh, out_dir, config, until, stats = run.fh, run.out_dir, run.config, run.until, run.stats
     with tempfile.TemporaryDirectory(prefix=".replay-", dir=out_dir) as tmp:
         work = Path(tmp)
+        began = time.process_time()
         found = scan(
             iter_lines(fh), work, run.dead, until=until, on_line=run.bar.update, extra=_account_key
         )
+        scanned = time.process_time()
         horizon = found.last_at if until is None else until
         leads, accounts = run_buckets(found, config, horizon, work, stats.jobs)
+        merging = time.process_time()
         lead_buckets = [r.bucket for r in leads]
         account_buckets = [r.bucket for r in accounts]
         for kind, buckets, name in (
@@ -245,6 +252,13 @@ def _in_time_order(run: _Run) -> Sections:
             with open(out_dir / name, "wb", buffering=1 << 20) as out:
                 merge_keyed(work, kind, buckets, out)
     pipeline, flow = merge_results(leads, StatsSettings.from_rules(config), DEFAULT_WINDOW_DAYS)
+    post_sale = merge_post_sale(accounts, horizon)
+    stats.cpu_seconds = {
+        "scan": round(scanned - began, 2),
+        "leads": round(sum(r.cpu_seconds for r in leads), 2),
+        "accounts": round(sum(r.cpu_seconds for r in accounts), 2),
+        "merge": round(time.process_time() - merging, 2),
+    }
     _set_counts(stats, found, horizon)
     stats.timers_fired = sum(r.timers_fired for r in leads)
     stats.transitions = sum(r.transitions for r in leads)
@@ -254,7 +268,7 @@ def _in_time_order(run: _Run) -> Sections:
     if stats.jobs > 1 and len(leads) + len(accounts) > 1:
         peaks = [r.peak_rss_mb for r in leads] + [r.peak_rss_mb for r in accounts]
         stats.worker_peak_rss_mb = round(max(peaks), 1)
-    return pipeline, flow, merge_post_sale(accounts, horizon)
+    return pipeline, flow, post_sale
 
 
 def _set_counts(stats: ReplayStats, counts: Counts, horizon: int | None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import multiprocessing
 import resource
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class BucketResult:
     report: PipelineTotals
     flow: FlowStats
     peak_rss_mb: float
+    cpu_seconds: float
 
 
 @dataclass(slots=True)
@@ -88,6 +90,7 @@ class AccountBucketResult:
     accounts: int
     post_sale: PostSaleTotals
     peak_rss_mb: float
+    cpu_seconds: float
 
 
 def output_path(work_dir: Path, kind: str, bucket: int) -> Path:
@@ -102,6 +105,7 @@ def run_bucket(
     """Replay one lead bucket's events; its keyed outputs go to ``work_dir``."""
     from stream.report.pipeline import PipelineReport
 
+    began = time.process_time()
     with (
         replay_collector(),
         open(output_path(work_dir, "t", bucket), "wb", buffering=1 << 20) as t_out,
@@ -124,6 +128,7 @@ def run_bucket(
         report=recorder.report.totals(),
         flow=recorder.flow,
         peak_rss_mb=peak_rss_mb(),
+        cpu_seconds=time.process_time() - began,
     )
 
 
@@ -161,6 +166,7 @@ def run_account_bucket(
     from stream.accounts.driver import AccountDriver
     from stream.report.postsale import PostSaleTotals
 
+    began = time.process_time()
     with (
         replay_collector(),
         open(output_path(work_dir, "at", bucket), "wb", buffering=1 << 20) as t_out,
@@ -185,6 +191,7 @@ def run_account_bucket(
         accounts=accounts,
         post_sale=totals,
         peak_rss_mb=peak_rss_mb(),
+        cpu_seconds=time.process_time() - began,
     )
 
 
