@@ -6,18 +6,26 @@ For each action record, in partition order:
 2. a delivered marker exists (:mod:`.store`): a duplicate (the worker's at-least-once re-send,
    or our own re-read after a crash); skipped. If its ``email.sent`` was not yet published, it
    is published now;
-3. ``deliver_after`` in the future: held in the store (fsynced), delivered by the hold loop when
-   due, also after a restart;
+3. ``deliver_after`` in the future: held in the store, delivered by the hold loop when due,
+   also after a restart;
 4. otherwise rendered and delivered, retried with exponential backoff; after
    ``sender_max_attempts`` failures it goes to the dead-letter topic with the reason;
-5. the delivered marker is written with fsync, then ``email.sent`` {action_id, template} is
-   published to the email-events topic keyed by lead_id.
+5. the delivered marker is written (a ``write(2)`` into RocksDB's log: it survives a SIGKILL
+   of this process from then on), and ``email.sent`` {action_id, template}, keyed by lead_id,
+   is queued for the email-events topic.
 
-Offsets of a partition's batch are committed only after every record of it has passed these
-steps. A SIGKILL between a delivery and the commit makes Kafka hand the action out again; its
-marker, already on disk, turns that copy into a skipped duplicate. The one gap left is between
-the transport's accept and the marker write (microseconds, no I/O in between): there the
-receiver sees the same ``Message-ID`` / ``Idempotency-Key`` (the action_id) twice.
+At the end of a partition's batch (up to 500 records) the sender publishes the batch's
+``email.sent`` records and waits for their acks, flags them published, fsyncs the store's log
+once (:meth:`DeliveryStore.sync`) and only then commits the batch's offsets. A SIGKILL between
+a delivery and the commit makes Kafka hand the action out again; its marker, already in the
+kernel's page cache, turns that copy into a skipped duplicate, which publishes the
+``email.sent`` the batch did not get to (a kill inside the publish step can publish one twice,
+with the same ``event_id``, which the engine processes once). The one gap left is between the
+transport's accept and the marker write (microseconds, no I/O in between): there the receiver
+sees the same ``Message-ID`` / ``Idempotency-Key`` (the action_id) twice. The fsync per batch,
+not per delivery, only matters if the host itself goes down: then the batch in flight is
+re-read and re-delivered (at most 500 duplicates), never lost, since its offsets were not
+committed. A release from the hold loop is settled on its own.
 
 One sender (one store) per consumer group: the markers are local, so two senders sharing a
 group could each deliver a partition's record during a rebalance.
@@ -70,6 +78,11 @@ class SenderMetrics:
             "failed delivery attempts (each retried or dead-lettered)",
             registry=self.registry,
         )
+        self.syncs = Counter(
+            "nurture_sender_store_syncs",
+            "fsyncs of the delivery store's log (one per batch of records, before its commit)",
+            registry=self.registry,
+        )
         self.held = Gauge(
             "nurture_sender_held", "actions held until deliver_after", registry=self.registry
         )
@@ -103,6 +116,7 @@ class Sender:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._producer: Any = None
+        self._unsent: dict[str, tuple[bytes, bytes]] = {}  # action_id -> email.sent key, value
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -151,6 +165,8 @@ class Sender:
                 for tp, messages in batches.items():
                     for message in messages:
                         await self.handle(message.value, message.key, tp.partition, message.offset)
+                    async with self._lock:
+                        await self.settle()
                     # the position also steps over transaction markers after the last record
                     done = max(messages[-1].offset + 1, await consumer.position(tp))
                     try:
@@ -205,9 +221,13 @@ class Sender:
             return False
         self.metrics.actions.labels("duplicate").inc()
         log.info("duplicate action %s skipped", action_id)
-        if marker is not None and marker.status == "delivered" and not marker.published:
+        if (
+            marker is not None
+            and marker.status == "delivered"
+            and not marker.published
+            and action_id not in self._unsent  # its email.sent goes out with this batch
+        ):
             await self._publish_sent(action, marker.at)
-            self.store.mark_published(action_id)
         return True
 
     async def _deliver(
@@ -252,7 +272,19 @@ class Sender:
             logging.shutdown()
             os.kill(os.getpid(), signal.SIGKILL)
         await self._publish_sent(action, at)
-        self.store.mark_published(action_id)
+
+    async def settle(self) -> None:
+        """Publish the batch's ``email.sent`` records and wait for their acks, flag them
+        published, and fsync the store's log: what the next offset commit may rely on."""
+        unsent, self._unsent = self._unsent, {}
+        if unsent:
+            topic = self.s.topic_email_events
+            futures = [await self._producer.send(topic, v, key=k) for k, v in unsent.values()]
+            await asyncio.gather(*futures)
+            for action_id in unsent:
+                self.store.mark_published(action_id)
+        if self.store.sync():
+            self.metrics.syncs.inc()
 
     async def _attempt(self, outbound: Outbound) -> TransportError | None:
         """Deliver with retries and exponential backoff; the last error if every try failed."""
@@ -292,9 +324,11 @@ class Sender:
             action = orjson.loads(item.raw)
             key = str(action.get("lead_id")).encode()
             await self._deliver(action, item.raw, key, None, None)
+            await self.settle()
 
     # --- outputs --------------------------------------------------------------------------
     async def _publish_sent(self, action: Mapping[str, Any], at_ms: int) -> None:
+        """Queue ``email.sent`` for the batch's :meth:`settle`."""
         lead_id = str(action.get("lead_id"))
         event: dict[str, Any] = {
             "event_id": f"sent-{action['action_id']}",
@@ -305,7 +339,7 @@ class Sender:
         }
         if action.get("account_id"):
             event["account_id"] = action["account_id"]
-        await self._send(self.s.topic_email_events, lead_id.encode(), orjson.dumps(event))
+        self._unsent[str(action["action_id"])] = (lead_id.encode(), orjson.dumps(event))
 
     async def _dead_letter(
         self,

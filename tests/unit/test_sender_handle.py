@@ -71,10 +71,13 @@ def sender(tmp_path: Path) -> Sender:
 
 
 def run(sender: Sender, *records: dict[str, Any] | bytes) -> None:
+    """Handle ``records`` as one batch, then settle it as the run loop does before committing."""
+
     async def go() -> None:
         for n, record in enumerate(records):
             raw = record if isinstance(record, bytes) else orjson.dumps(record)
             await sender.handle(raw, b"L-1", 0, n)
+        await sender.settle()
 
     asyncio.run(go())
 
@@ -96,6 +99,28 @@ def test_send_is_delivered_recorded_and_announced_once(sender: Sender) -> None:
         s.labels["outcome"]: s.value for s in _samples(sender, "nurture_sender_actions_total")
     }
     assert outcomes == {"delivered": 1, "duplicate": 1, "ignored": 1}
+
+
+def test_a_batch_is_published_flagged_and_fsynced_once_at_settle(sender: Sender) -> None:
+    batch = [action(action_id=f"a-{n}") for n in range(4)]
+
+    async def go() -> None:
+        for n, record in enumerate(batch):
+            await sender.handle(orjson.dumps(record), b"L-1", 0, n)
+        # here a SIGKILL before the commit would strike: delivered, marked, not yet synced
+        assert sender.store.syncs == 0
+        marker = sender.store.marker("a-2")
+        assert marker is not None and marker.status == "delivered" and not marker.published
+        await sender.settle()
+
+    asyncio.run(go())
+    assert sender.store.syncs == 1  # one fsync for the four deliveries
+    markers = [sender.store.marker(f"a-{n}") for n in range(4)]
+    assert all(m is not None and m.published for m in markers)
+    [syncs] = [s.value for s in _samples(sender, "nurture_sender_store_syncs_total")]
+    assert syncs == 1
+    run(sender, action(type="enroll", action_id="e-9"))  # nothing written: no fsync
+    assert sender.store.syncs == 1
 
 
 def test_a_marker_without_its_email_sent_publishes_it_on_the_duplicate(sender: Sender) -> None:
