@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     sender_templates_dir: Path | None = Field(
         None, description="Jinja2 templates (default built in)"
     )
+    sender_channels: frozenset[Literal["email", "in_app", "sales_task", "csm_task"]] = Field(
+        frozenset({"email"}),
+        description='channels delivered (JSON list, e.g. ["email"]); other sends are ignored',
+    )
     sender_from: str = "nurture@example.com"
     sender_recipient: str = Field(
         "{lead_id}@example.invalid", description="To address; {lead_id} is filled in"

@@ -2,7 +2,9 @@
 
 For each action record, in partition order:
 
-1. not JSON / no ``action_id``: dead letter ``invalid_action``; not ``type == "send"``: ignored;
+1. not JSON / no ``action_id``: dead letter ``invalid_action``; not ``type == "send"``, or a
+   channel outside ``sender_channels`` (default: email; sales and CSM tasks are for other
+   consumers): ignored;
 2. a delivered marker exists (:mod:`.store`): a duplicate (the worker's at-least-once re-send,
    or our own re-read after a crash); skipped. If its ``email.sent`` was not yet published, it
    is published now;
@@ -198,8 +200,8 @@ class Sender:
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             await self._dead_letter(raw or b"", key, "invalid_action", repr(exc), partition, offset)
             return
-        if kind != "send":
-            self.metrics.actions.labels("ignored").inc()
+        if kind != "send" or action.get("channel") not in self.s.sender_channels:
+            self.metrics.actions.labels("ignored").inc()  # a task or in-app message: not ours
             return
         async with self._lock:
             if await self._seen(action, action_id):

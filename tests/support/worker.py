@@ -48,7 +48,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        env[f"NURTURE_{name.upper()}"] = str(value)
+        if isinstance(value, (set, frozenset)):  # pydantic-settings reads a JSON list
+            env[f"NURTURE_{name.upper()}"] = json.dumps(sorted(value))
+        else:
+            env[f"NURTURE_{name.upper()}"] = str(value)
     return env
 
 

@@ -123,6 +123,26 @@ def test_a_batch_is_published_flagged_and_fsynced_once_at_settle(sender: Sender)
     assert sender.store.syncs == 1
 
 
+def test_sends_on_other_channels_are_ignored_unless_configured(tmp_path: Path) -> None:
+    task = action(action_id="t-1", channel="csm_task", lead_id=None, account_id="A-1")
+    for channels, delivered in (({"email"}, []), ({"email", "csm_task"}, ["t-1"])):
+        s = Sender(
+            load_settings(data_dir=tmp_path / "-".join(sorted(channels)), sender_channels=channels),
+            Templates(load_config()),
+            Recording(),
+            clock=lambda: NOW / 1000,
+        )
+        s._producer = Producer()
+        run(s, task)
+        transport: Any = s.transport
+        assert [m.action_id for m in transport.delivered] == delivered, channels
+        outcomes = {
+            o.labels["outcome"]: o.value for o in _samples(s, "nurture_sender_actions_total")
+        }
+        assert outcomes == ({"ignored": 1} if not delivered else {"delivered": 1})
+        s.store.close()
+
+
 def test_a_marker_without_its_email_sent_publishes_it_on_the_duplicate(sender: Sender) -> None:
     sender.store.mark("a-1", "delivered", "trial_nurture.welcome", NOW - 5)  # crash before publish
     run(sender, action())
