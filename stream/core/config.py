@@ -183,10 +183,10 @@ class EmailRules(_Section):
 
 class QuietHoursRules(_Section):
     """No email or in-app message reaches a lead inside its local quiet hours: a send decided
-    then carries ``deliver_after``, the next allowed local time (stream/core/quiet.py). Off
-    unless ``enabled`` (turning it on holds real sends overnight: a deployment's decision)."""
+    then carries ``deliver_after``, the next allowed local time (stream/core/quiet.py). On by
+    default (issue 12); ``enabled: false`` sends at any hour."""
 
-    enabled: bool = False
+    enabled: bool = True
     start: str = Field(default="21:00", pattern=_HH_MM)  # local wall time, 24h "HH:MM"
     end: str = Field(default="08:00", pattern=_HH_MM)
     weekends: bool = False  # Saturday and Sunday quiet all day (local)

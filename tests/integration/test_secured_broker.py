@@ -21,6 +21,7 @@ from stream.kafka_local import LocalKafka, SecureListener, run_sync
 from stream.settings import Settings
 from tests.support.leads import trial_leads
 from tests.support.reference import core_outputs
+from tests.support.rules import quiet_hours_off_config, quiet_hours_off_file
 from tests.support.sender import SenderProcess, SmtpSink
 from tests.support.tls import BrokerTls, make_broker_tls
 from tests.support.worker import (
@@ -97,14 +98,17 @@ def test_worker_and_sender_run_a_scenario_over_sasl_ssl(
     secure_kafka: tuple[LocalKafka, BrokerTls], tmp_path: Path
 ) -> None:
     kafka, tls = secure_kafka
-    settings = secure_settings(kafka, tls, tmp_path, PASSWORD)
+    # quiet hours off (worker and oracle): the sends are due now at any hour of the run
+    settings = secure_settings(kafka, tls, tmp_path, PASSWORD).model_copy(
+        update={"rules_file": quiet_hours_off_file(tmp_path)}
+    )
     created = nurture(settings, "topics", "create")
     assert created.returncode == 0, created.stderr
     assert f"created  {settings.topic_actions}" in created.stdout
 
     now = int(time.time() * 1000)
     events = trial_leads(8, now - 10 * HOUR_MS, HOUR_MS, random.Random(2), prefix="sec")
-    _, core_actions = core_outputs(events, until=now)
+    _, core_actions = core_outputs(events, until=now, config=quiet_hours_off_config())
     core_sends = {a["action_id"] for a in core_actions if a["type"] == "send"}
     assert len(core_sends) >= 8
     env = {"NURTURE_SENDER_TRANSPORT": "smtp", "NURTURE_SENDER_SMTP_HOST": "127.0.0.1"}

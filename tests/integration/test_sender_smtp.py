@@ -17,6 +17,7 @@ import orjson
 from stream.core.model import HOUR_MS, ms_to_rfc3339
 from tests.support.leads import trial_leads
 from tests.support.reference import core_outputs
+from tests.support.rules import quiet_hours_off_config
 from tests.support.sender import SenderProcess, SmtpSink, wait_group_caught_up
 from tests.support.worker import consume_all, produce_raw, run
 
@@ -27,10 +28,11 @@ KILL_AFTER = 3
 
 
 def scenario_actions(n_leads: int, seed: int) -> list[dict[str, Any]]:
-    """The core's actions for trial leads whose checkpoints are all due already."""
+    """The core's actions for trial leads whose checkpoints are all due already (quiet hours
+    off: the sends are due now at any hour; the hold has its own test)."""
     now = int(time.time() * 1000)
     events = trial_leads(n_leads, now - 10 * HOUR_MS, HOUR_MS, random.Random(seed))
-    _, actions = core_outputs(events, until=now)
+    _, actions = core_outputs(events, until=now, config=quiet_hours_off_config())
     return actions
 
 

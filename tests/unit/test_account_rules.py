@@ -465,9 +465,9 @@ def test_the_daily_timer_follows_the_account_and_stops_at_churn() -> None:
 def test_quiet_hours_hold_account_sends_like_lead_sends() -> None:
     """Conversion at 00:15 UTC: the UTC users' onboarding emails are held to 08:00 UTC, the New
     York executive's (20:15 local) goes at once, the CSM task is ours (never held); with quiet
-    hours off (the default) nothing is held."""
-    text = _rules_text().replace("  enabled: false\n  start:", "  enabled: true\n  start:")
-    assert text != _rules_text()
+    hours off nothing is held (they ship on)."""
+    off = _rules_text().replace("  enabled: true\n  start:", "  enabled: false\n  start:")
+    assert off != _rules_text()
     scenario = (
         S()
         .at(0, "lead.created", "u1", role="admin")
@@ -475,7 +475,7 @@ def test_quiet_hours_hold_account_sends_like_lead_sends() -> None:
         .at(0, "lead.created", "u3", role="end_user")
         .convert(0.25 / 24)
     )
-    run = scenario.run(0.5, load_config_text(text))
+    run = scenario.run(0.5)
     held = {a.template: a.deliver_after for a in run.actions if a.type == "send"}
     eight = T0 + 8 * 3_600_000
     assert held == {
@@ -486,4 +486,4 @@ def test_quiet_hours_hold_account_sends_like_lead_sends() -> None:
     }
     record = next(a for a in run.actions if a.template == "onboarding.admin_setup").to_record()
     assert record["deliver_after"] == "2026-05-29T08:00:00Z" and record["account_id"] == "A-1"
-    assert all(a.deliver_after is None for a in scenario.run(0.5).actions)
+    assert all(a.deliver_after is None for a in scenario.run(0.5, load_config_text(off)).actions)

@@ -191,7 +191,7 @@ def test_unknown_timezone_is_a_dead_letter_at_the_boundary() -> None:
 def test_engine_stamps_the_send_and_the_record() -> None:
     """trial.started at 23:00 Berlin: the welcome email carries deliver_after = 08:00 Berlin."""
     cfg = load_config_text(f"version: t\n{ON}")
-    assert load_config().quiet_hours.enabled is False  # shipped off: a deployment turns it on
+    assert load_config().quiet_hours == cfg.quiet_hours  # shipped on, 21:00-08:00 (issue 12)
     created = Event(
         "e1",
         "lead.created",
