@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ASYNCAPI_CLI := 4.1.1
 ASYNCAPI_STAMP := .cache/npm/.asyncapi-cli-$(ASYNCAPI_CLI)
 
-.PHONY: install sysdeps tools demo report test lint typecheck unit integration bench bench-replay chaos kafka clean
+.PHONY: install sysdeps tools demo report test lint typecheck unit integration bench bench-replay chaos chaos-quick kafka clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -73,6 +73,11 @@ bench-replay: install
 # Smaller: NURTURE_CHAOS_LEADS=3000 NURTURE_CHAOS_KILLS=5 make chaos
 chaos: install
 	$(BIN)/pytest tests/chaos -q -s -m chaos -p no:cacheprovider --timeout 7200
+
+# the same run at 3,000 leads (~20k events) and 4 kills (a few minutes)
+chaos-quick: install
+	NURTURE_CHAOS_LEADS=3000 NURTURE_CHAOS_KILLS=4 $(BIN)/pytest tests/chaos -q -s -m chaos \
+		-p no:cacheprovider --timeout 3600
 
 kafka: install
 	$(BIN)/nurture kafka
