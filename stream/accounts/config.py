@@ -95,6 +95,8 @@ class FlagRules(_Section):
     usage_drop_pct: float = Field(default=20, gt=0, lt=100)
     usage_drop_clear_pct: float = Field(default=10, ge=0, lt=100)
     usage_drop_min_baseline_sessions: int = Field(default=10, ge=1)
+    # the drop must also be unlikely from chance (health.drop_p_value): small accounts' noise
+    usage_drop_max_p_value: float = Field(default=0.01, gt=0, le=1)
     urgent_tickets_min: int = Field(default=2, ge=1)
     detractor_max_nps: int = Field(default=6, ge=0, le=10)
     detractor_roles: tuple[Role, ...] = ("admin", "executive")

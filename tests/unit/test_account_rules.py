@@ -33,6 +33,11 @@ def _advocate(s: Scenario, seats: int = 5, until: float = 200) -> Scenario:
     )
 
 
+def _fading(s: Scenario) -> Scenario:
+    """One user: a session every 2 days for a month, then every 3 days (-33%, but few)."""
+    return s.team().convert().active(1, 31, "u1", every=2).active(33, 61, "u1", every=3)
+
+
 # (rule, scenario, run timers up to day, must have, must not have)
 Row = tuple[str, Callable[[], Scenario], float, set[str], set[str]]
 ROWS: list[Row] = [
@@ -66,6 +71,13 @@ ROWS: list[Row] = [
         75,
         {"transition:flag_raised:usage_drop", "reason:risk_renewal.at_risk"},
         set(),
+    ),
+    (
+        "risk.usage_drop_not_raised_by_a_small_accounts_noise",  # 15 -> 10 sessions: p 0.21
+        lambda: _fading(S()),
+        62,
+        set(),
+        {"transition:flag_raised:usage_drop"},
     ),
     (
         "risk.urgent_tickets",
@@ -487,3 +499,22 @@ def test_quiet_hours_hold_account_sends_like_lead_sends() -> None:
     record = next(a for a in run.actions if a.template == "onboarding.admin_setup").to_record()
     assert record["deliver_after"] == "2026-05-29T08:00:00Z" and record["account_id"] == "A-1"
     assert all(a.deliver_after is None for a in scenario.run(0.5, load_config_text(off)).actions)
+
+
+def test_usage_drop_significance_is_the_binomial_tail() -> None:
+    """The p-value against an independent oracle (exact binomial sum), and the noisy row raises
+    without the significance test (the row above shows the test is what holds it back)."""
+    from math import comb
+
+    from stream.accounts.health import drop_p_value
+
+    for last, prev in [(20, 40), (55, 71), (10, 15), (0, 12)]:
+        n = last + prev
+        exact = sum(comb(n, k) for k in range(last + 1)) / 2**n
+        assert drop_p_value(last, prev) == pytest.approx(exact, rel=1e-9)
+    assert drop_p_value(20, 40) < 0.01 < drop_p_value(55, 71)
+    text = _rules_text().replace("usage_drop_max_p_value: 0.01", "usage_drop_max_p_value: 1.0")
+    assert text != _rules_text()
+    assert "transition:flag_raised:usage_drop" in tokens(
+        _fading(S()).run(62, load_config_text(text))
+    )
