@@ -250,6 +250,11 @@ def _count_session(w: Work, at: int) -> None:
     oldest = day_of(w.now) - 2 * w.rules.health.usage.trend_window_days + 1
     if day < oldest:
         return
+    days = s.session_days
+    if days and days[0][0] >= oldest and days[-1][0] <= day:  # in order, nothing to drop
+        last_day, n = days[-1]
+        s.session_days = (*days[:-1], (day, n + 1)) if last_day == day else (*days, (day, 1))
+        return
     counts = dict(s.session_days)
     counts[day] = counts.get(day, 0) + 1
     s.session_days = tuple(sorted((d, n) for d, n in counts.items() if d >= oldest))

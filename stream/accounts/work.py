@@ -38,6 +38,7 @@ class Work:
         "at",
         "caused_by",
         "cfg",
+        "dirty_users",
         "health",
         "now",
         "rules",
@@ -56,6 +57,7 @@ class Work:
         self.at = at
         self.now = now
         self.users: dict[str, User] = {u.lead_id: u for u in state.users}
+        self.dirty_users = False  # users changed since the state's tuple was built
         self.transitions: list[AccountTransition] = []
         self.actions: list[AccountAction] = []
         self.health: Health | None = None
@@ -73,15 +75,20 @@ class Work:
                 return None
             oldest = min(evictable, key=lambda u: (u.last_active_at or -1, u.lead_id))
             del self.users[oldest.lead_id]
+            self.dirty_users = True
         new = User(lead_id)
         self.users[lead_id] = new
+        self.dirty_users = True
         return new
 
     def set_user(self, user: User) -> None:
         self.users[user.lead_id] = user
+        self.dirty_users = True
 
     def sync_users(self) -> None:
-        self.s.users = tuple(self.users[k] for k in sorted(self.users))
+        if self.dirty_users:
+            self.s.users = tuple(self.users[k] for k in sorted(self.users))
+            self.dirty_users = False
 
     # --- health --------------------------------------------------------------------------
     def refresh_health(self) -> Health:

@@ -133,15 +133,16 @@ def live_outputs(rows: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
 
 
 def read_account_outputs(settings: Settings, want: int, timeout: float) -> list[dict[str, Any]]:
-    """The transitions and actions topics, read until they hold ``want`` distinct account
-    records (or ``timeout`` passes: the caller asserts on what was read)."""
-    from tests.support.worker import consume_all
+    """The transitions and actions topics, each read up to its end offsets (every partition),
+    until they hold ``want`` distinct account records (or ``timeout`` passes: the caller
+    asserts on what was read)."""
+    from tests.support.worker import consume_to_end
 
     bootstrap = settings.kafka_bootstrap_servers
     deadline = time.monotonic() + timeout
     while True:
-        rows = consume_all(bootstrap, settings.topic_transitions, idle=2)
-        rows += consume_all(bootstrap, settings.topic_actions, idle=2)
+        rows = consume_to_end(bootstrap, settings.topic_transitions, timeout=120)
+        rows += consume_to_end(bootstrap, settings.topic_actions, timeout=120)
         if sum(len(v) for v in live_outputs(rows).values()) >= want or time.monotonic() > deadline:
             return rows
         time.sleep(2)  # poll interval of a condition with a deadline
