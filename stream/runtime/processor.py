@@ -127,12 +127,13 @@ class PartitionState:
     """What the processor keeps per partition: the hot-lead cache (dict order = LRU order),
     the due index, the journal and the stream time."""
 
-    __slots__ = ("cache", "due", "journal", "pruned_at", "stream_time")
+    __slots__ = ("cache", "due", "journal", "journal_topics", "pruned_at", "stream_time")
 
     def __init__(self) -> None:
         self.cache: dict[str, LeadRecord] = {}
         self.due = PartitionDue()
         self.journal: dict[str, list[str]] = {}  # anchor "topic:offset" -> leads with outputs
+        self.journal_topics: set[str] = set()  # the topics of journal anchors (a handful)
         self.pruned_at: tuple[int | None, ...] = ()  # committed offsets at the last prune
         self.stream_time = NO_TIME
 
@@ -202,7 +203,9 @@ class LeadProcessor:
         for key, value in self.store.items(partition):
             if key.startswith(b"__"):
                 if key.startswith(journal_prefix):
-                    part.journal[key[len(journal_prefix) :].decode()] = orjson.loads(value)
+                    anchor = key[len(journal_prefix) :].decode()
+                    part.journal[anchor] = orjson.loads(value)
+                    part.journal_topics.add(anchor.rpartition(":")[0])
                 continue
             if programs is not None and value:
                 # ValueError: not the core's codec (a test's injected codec): not counted
@@ -438,6 +441,7 @@ class LeadProcessor:
         if with_outputs:
             name = f"{anchor.topic}:{anchor.offset}"
             journal[name] = with_outputs
+            part.journal_topics.add(anchor.topic)
             res.writes[journal_key(partition, name)] = orjson.dumps(with_outputs)
         if journal:
             self._prune_journal(part, partition, res)
@@ -445,7 +449,7 @@ class LeadProcessor:
     def _prune_journal(self, part: PartitionState, partition: int, res: BatchResult) -> None:
         """Delete the journal entries of anchors the consumer has committed past (checked
         only when a committed offset moved)."""
-        topics = sorted({anchor.rpartition(":")[0] for anchor in part.journal})
+        topics = sorted(part.journal_topics)  # not a pass over the journal per batch
         marks = tuple(self.committed(t, partition) for t in topics)
         if marks == part.pruned_at:
             return

@@ -1,10 +1,21 @@
-"""Sends a batch's records with aiokafka's batch API: one ``BatchBuilder`` per topic partition
-instead of one awaited ``send`` per record.
+"""Sends a batch's records through the aiokafka producer of Faust's producer.
 
 Records go through the aiokafka producer of Faust's producer, so Faust's flush before every
 offset commit (``Consumer._commit_offsets`` -> ``producer.flush()``) covers them. Keyed
 records are partitioned like Faust's/aiokafka's default partitioner (murmur2 of the key), so
 outputs stay co-partitioned with the lead's inputs.
+
+Two ways into the producer's accumulator, by group size (records of one batch for one topic
+partition):
+
+* a large group is one ``BatchBuilder`` (``create_batch`` / ``send_batch``): no per-record
+  coroutine, the cheap path when the worker reads a backlog;
+* a small group goes record by record through ``send``, which appends to the topic
+  partition's open batch. ``send_batch`` always queues a new batch, and aiokafka's
+  ``add_batch`` first waits until the partition's pending batch is drained (its linger, then
+  the in-flight request of that partition): with a small batch per partition every few
+  milliseconds (low load), each group waited a produce round trip before the next partition's
+  batch could even be stepped, and event-to-action latency grew to seconds.
 """
 
 from __future__ import annotations
@@ -19,12 +30,15 @@ from aiokafka.partitioner import murmur2
 # (topic, partition or None for the key's partition, key, value or None for a tombstone)
 Record = tuple[str, "int | None", "bytes | None", "bytes | None"]
 
+BATCH_API_MIN = 64  # records of one topic partition from which a group goes as one BatchBuilder
+
 
 class Sender:
-    def __init__(self, producer: Callable[[], Any]) -> None:
+    def __init__(self, producer: Callable[[], Any], batch_api_min: int = BATCH_API_MIN) -> None:
         self._producer = producer  # returns the started aiokafka producer
         self._partitions: dict[str, int] = {}
         self._hash: dict[bytes, int] = {}
+        self.batch_api_min = batch_api_min
 
     async def _count(self, aio: Any, topic: str) -> int:
         n = self._partitions.get(topic)
@@ -41,8 +55,9 @@ class Sender:
         return h % n
 
     async def send(self, records: Iterable[Record]) -> dict[tuple[str, int], list[Any]]:
-        """Queue ``records`` in the producer, batched per topic partition and in their order
-        within each. Returns the delivery futures per (topic, partition)."""
+        """Queue ``records`` in the producer, in their order within each topic partition.
+        Returns the delivery futures per (topic, partition), each ``(future, record count)``
+        (a future per record for a small group, per batch for a large one)."""
         aio = self._producer()
         groups: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
         for topic, partition, key, value in records:
@@ -53,6 +68,10 @@ class Sender:
         futures: dict[tuple[str, int], list[Any]] = {}
         for (topic, partition), items in groups.items():
             futs = futures[(topic, partition)] = []
+            if len(items) < self.batch_api_min:
+                for key, value in items:
+                    futs.append((await aio.send(topic, value, key=key, partition=partition), 1))
+                continue
             batch = aio.create_batch()
             count = 0
             for key, value in items:
@@ -69,7 +88,8 @@ class Sender:
 
 
 def last_offset(futures: list[tuple[asyncio.Future[Any], int]]) -> int | None:
-    """The offset of the last record of resolved batch futures ``(future, record count)``."""
+    """The offset of the last record of resolved futures ``(future, record count)`` (a batch's
+    future resolves to its first record's offset, a record's to its own)."""
     last = None
     for fut, count in futures:
         if fut.done() and not fut.cancelled() and fut.exception() is None:

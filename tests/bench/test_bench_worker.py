@@ -18,8 +18,11 @@ Method (one broker, one input, one run; the figures that count are the ratios):
    event-to-action latency of an action is its Kafka timestamp (set by the worker's producer)
    minus the timestamp of the input message its ``caused_by`` names.
 
-With ``NURTURE_BENCH_PROFILE=<dir>`` py-spy samples the worker for 20 s of the timed run and the
-top functions are printed (raw stacks kept in ``<dir>/worker-profile.txt``).
+With ``NURTURE_BENCH_PROFILE=<dir>`` py-spy samples the worker for 20 s of the timed run and
+during the paced run, and the top functions are printed (raw stacks kept in
+``<dir>/worker-profile.txt`` and ``<dir>/paced-profile.txt``). The paced run also prints the
+worker's mean inputs per batch (``nurture_runtime_batch_inputs_total`` over
+``nurture_runtime_batches_total``).
 
 Asserts only that everything was read and processed; prints the table and ``uptime``.
 """
@@ -239,15 +242,45 @@ def time_worker(worker: WorkerProcess, total: int, tmp: Path) -> tuple[Row, list
     return row, profile
 
 
+@dataclass
+class Paced:
+    messages: int
+    latencies_ms: list[float]
+    inputs_per_batch: float
+    profile: list[str]
+
+
+def _batch_counts(worker: WorkerProcess) -> tuple[float, float]:
+    return (
+        worker.metric_sum("nurture_runtime_batch_inputs_total"),
+        worker.metric_sum("nurture_runtime_batches_total"),
+    )
+
+
 def paced_latency(
     settings: Settings, worker: WorkerProcess, rate: float, start: int, handled: int
-) -> tuple[int, list[float]]:
+) -> Paced:
     """Produce a fresh simulated set at ``rate``/s; latencies (ms) of the actions it caused."""
     leads = max(100, int(rate * PACED_SECONDS / LINES_PER_LEAD))
     records = simulated(settings, leads, seed=99, start=start, prefix="paced-")
     records = records[: int(rate * PACED_SECONDS)]
+    inputs0, batches0 = _batch_counts(worker)
+    spy = None
+    if PROFILE_DIR:
+        from tests.bench.pyspy import record
+
+        assert worker.pid is not None
+        seconds = max(1, int(PACED_SECONDS) - 2)
+        spy = record(worker.pid, Path(PROFILE_DIR) / "paced-profile.txt", seconds)
     sent_at = produce(settings, records, rate=rate)
     wait_handled(worker, handled + len(records), timeout=600)
+    inputs1, batches1 = _batch_counts(worker)
+    profile: list[str] = []
+    if spy is not None:
+        from tests.bench.pyspy import summarize
+
+        spy.wait(PACED_SECONDS + 60)
+        profile = summarize(Path(PROFILE_DIR or ".") / "paced-profile.txt")
     actions = consume_all(
         settings.kafka_bootstrap_servers, settings.topic_actions, idle=3.0, timeout=300
     )
@@ -259,7 +292,8 @@ def paced_latency(
         sent = sent_at.get(value.get("caused_by", ""))
         if sent is not None:
             lat.append(float(rec["timestamp"] - sent))
-    return len(records), lat
+    per_batch = (inputs1 - inputs0) / max(1.0, batches1 - batches0)
+    return Paced(len(records), lat, per_batch, profile)
 
 
 def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -297,7 +331,8 @@ def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path:
         worker.wait_ready(timeout=180)
         work, profile = time_worker(worker, total, tmp_path)
         half = work.rate / 2
-        paced, lat = paced_latency(settings, worker, half, start + (DAYS + 1) * DAY_MS, total)
+        paced = paced_latency(settings, worker, half, start + (DAYS + 1) * DAY_MS, total)
+    lat = paced.latencies_ms
     assert lat, "no action was caused by the paced input"
 
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -314,9 +349,11 @@ def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path:
         f"  worker / bare Faust: {work.rate / bare.rate:.0%}   (target >= 100%)",
         f"  worker / raw:        {work.rate / raw.rate:.0%}   (target >= 25%)",
         f"  bare Faust / raw:    {bare.rate / raw.rate:.0%}",
-        f"  event -> action latency at half the worker's rate ({half:,.0f}/s, {paced:,} "
+        f"  event -> action latency at half the worker's rate ({half:,.0f}/s, {paced.messages:,} "
         f"messages, {len(lat):,} actions): p50 {percentile(lat, 50):.0f} ms, "
-        f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms   (target p99 <= 50 ms)",
+        f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms   (target p99 <= 50 ms); "
+        f"{paced.inputs_per_batch:.1f} inputs per batch",
         *profile,
+        *paced.profile,
     ]
     print("\n".join(lines))
