@@ -229,6 +229,10 @@ def run_worker(settings: Settings | None = None) -> int:
     )
     app = create_app(s)
     worker = faust.Worker(app, loglevel=s.log_level.upper())
+    # Faust's terminal spinner, kept at WARNING and above, sets the root logger to DEBUG (its
+    # handler spins on every record): every debug call of aiokafka and Faust then builds a
+    # record the output handler drops (~6% of the worker in a profile at log level warning)
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 

@@ -2,9 +2,10 @@
 
 Method (one broker, one input, one run; the figures that count are the ratios):
 
-1. Input: ``nurture simulate`` traffic (``NURTURE_BENCH_LEADS`` leads, default 16,000, over 30
-   days from now: >= 100,000 messages across the three input topics, 0.2% malformed) produced
-   up front to topics of ``NURTURE_BENCH_PARTITIONS`` partitions (default: the settings' count).
+1. Input: ``nurture simulate`` traffic (``NURTURE_BENCH_LEADS`` leads, default 16,000, over the
+   30 days before today: >= 100,000 messages across the three input topics, 0.2% malformed)
+   produced up front to topics of ``NURTURE_BENCH_PARTITIONS`` partitions (default: the
+   settings' count): a backlog, as after an outage.
 2. Three consumers read all of it, one after the other, each in its own consumer group, each
    timed from its first message to its last:
    * raw aiokafka: ``getmany`` -> ``orjson.loads`` -> ``send`` (:mod:`tests.bench.raw_aiokafka`);
@@ -12,11 +13,14 @@ Method (one broker, one input, one run; the figures that count are the ratios):
      (:mod:`tests.bench.faust_passthrough`);
    * ``nurture worker`` (RocksDB state, at-least-once with its outbox), timed through the input
      messages it reports handled on ``/metrics``.
-3. Latency at half load: with the worker caught up, a second simulated set (new leads, event
-   times after the first set's) is produced at half the worker's measured rate for
-   ``NURTURE_BENCH_PACED_SECONDS`` (default 20 s), each message stamped with its send time. The
-   event-to-action latency of an action is its Kafka timestamp (set by the worker's producer)
-   minus the timestamp of the input message its ``caused_by`` names.
+3. Latency at half load: with the worker caught up, a second simulated set (new leads) is
+   produced at half the worker's measured rate for ``NURTURE_BENCH_PACED_SECONDS`` (default
+   20 s), each message stamped with its send time. It is live traffic: the simulation's 30 days
+   are compressed into the paced window (``time_scale``), so event times follow the wall clock
+   (an earlier version put them 31 days ahead, which moved every partition's stream time a
+   month forward and fired all of the first set's pending timers inside the latency window).
+   The event-to-action latency of an action is its Kafka timestamp (set by the worker's
+   producer) minus the timestamp of the input message its ``caused_by`` names.
 
 With ``NURTURE_BENCH_PROFILE=<dir>`` py-spy samples the worker for 20 s of the timed run and
 during the paced run, and the top functions are printed (raw stacks kept in
@@ -91,7 +95,12 @@ def _renamed(line: bytes, prefix: str) -> bytes:
 
 
 def simulated(
-    settings: Settings, leads: int, seed: int, start: int, prefix: str = ""
+    settings: Settings,
+    leads: int,
+    seed: int,
+    start: int,
+    prefix: str = "",
+    time_scale: float = 1.0,
 ) -> list[Record]:
     """Simulated input records; ``prefix`` makes the leads and event ids distinct from another
     set's (the simulator numbers leads and events from 0 in every run)."""
@@ -106,7 +115,7 @@ def simulated(
             (prefix + ev.lead_id).encode(),
             _renamed(ev.line, prefix) if prefix else ev.line,
         )
-        for ev in generate(leads, DAYS, seed, start=start)
+        for ev in generate(leads, DAYS, seed, start=start, time_scale=time_scale)
     ]
 
 
@@ -257,12 +266,13 @@ def _batch_counts(worker: WorkerProcess) -> tuple[float, float]:
     )
 
 
-def paced_latency(
-    settings: Settings, worker: WorkerProcess, rate: float, start: int, handled: int
-) -> Paced:
-    """Produce a fresh simulated set at ``rate``/s; latencies (ms) of the actions it caused."""
+def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handled: int) -> Paced:
+    """Produce a fresh simulated set at ``rate``/s, its event times on the wall clock;
+    latencies (ms) of the actions it caused."""
     leads = max(100, int(rate * PACED_SECONDS / LINES_PER_LEAD))
-    records = simulated(settings, leads, seed=99, start=start, prefix="paced-")
+    scale = DAYS * DAY_MS / (PACED_SECONDS * 1000)
+    now = int(time.time() * 1000)
+    records = simulated(settings, leads, seed=99, start=now, prefix="paced-", time_scale=scale)
     records = records[: int(rate * PACED_SECONDS)]
     inputs0, batches0 = _batch_counts(worker)
     spy = None
@@ -318,7 +328,7 @@ def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path:
     settings = Settings(**fields)
     ensure_topics(kafka_bootstrap, catalog_from_settings(settings))
 
-    start = (int(time.time() * 1000) // DAY_MS) * DAY_MS
+    start = (int(time.time() * 1000) // DAY_MS - DAYS - 1) * DAY_MS
     records = simulated(settings, LEADS, seed=7, start=start)
     total = len(records)
     assert total >= MIN_EVENTS, f"{total} messages; raise NURTURE_BENCH_LEADS"
@@ -331,7 +341,7 @@ def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path:
         worker.wait_ready(timeout=180)
         work, profile = time_worker(worker, total, tmp_path)
         half = work.rate / 2
-        paced = paced_latency(settings, worker, half, start + (DAYS + 1) * DAY_MS, total)
+        paced = paced_latency(settings, worker, half, total)
     lat = paced.latencies_ms
     assert lat, "no action was caused by the paced input"
 
