@@ -49,16 +49,6 @@ class DrainConsumer(faust_aiokafka.Consumer):
         self.flow_stops += 1
         super().stop_flow()
 
-    def _stale(self, stops_at_fetch: int) -> bool:
-        """Whether a message fetched when ``flow_stops`` was ``stops_at_fetch`` must not be
-        delivered: the flow was stopped since (it may have resumed again: a whole rebalance
-        can pass while this loop awaits)."""
-        return (
-            self.flow_stops != stops_at_fetch
-            or not self.flow_active
-            or not self.app.flow_control.is_active()
-        )
-
     def _drop_stale(self, tp: Any, offset: int) -> None:
         self.stale_dropped += 1
         self.log.info(
@@ -104,15 +94,20 @@ class DrainConsumer(faust_aiokafka.Consumer):
                     r_offset = get_read_offset(tp)
                     if r_offset is not None and offset < r_offset:
                         continue  # already read (Faust drops these too)
-                    if deliver is not None and self._stale(stops_at_fetch):
-                        self._drop_stale(tp, offset)
-                        break  # fetched before a rebalance: sought and fetched again after it
                     if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        if deliver is not None and (
+                            self.flow_stops != stops_at_fetch or not self.flow_active
+                        ):
+                            self._drop_stale(tp, offset)
+                            break  # no gap recorded for a message of an older assignment
                         await self._add_gap(tp, r_offset + 1, offset)
                     if deliver is None:
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
-                        if self._stale(stops_at_fetch):
+                        # the flow was stopped since the fetch (a rebalance began; it may even
+                        # be over: a whole rebalance can pass while this loop awaits): the
+                        # message belongs to an older assignment, it is sought and fetched again
+                        if self.flow_stops != stops_at_fetch or not self.flow_active:
                             self._drop_stale(tp, offset)
                             break
                         hooks = pressure.get(tp)
