@@ -105,7 +105,15 @@ class OriginMerge:
     The interface of :class:`stream.runtime.merge.PartitionMerge` (the runner's loop uses it
     unchanged); ``unread`` is only asked about the account topic itself."""
 
-    __slots__ = ("forced", "held_since", "idle_timeouts", "progress", "queues", "topic")
+    __slots__ = (
+        "forced",
+        "held_since",
+        "idle_timeouts",
+        "last_offset",
+        "progress",
+        "queues",
+        "topic",
+    )
 
     def __init__(self, topic: str, origins: Iterable[int]) -> None:
         self.topic = topic
@@ -114,9 +122,19 @@ class OriginMerge:
         self.held_since: float | None = None
         self.forced: set[int] = set()  # origins the merge stopped waiting for
         self.idle_timeouts = 0
+        self.last_offset = -1  # of the last message buffered
 
     def push(self, topic: str, slot: Slot) -> int:
-        """Buffer a message in its origin's queue; returns the partition's buffered count."""
+        """Buffer a message in its origin's queue; returns the partition's buffered count. A
+        message at or below the last buffered offset means the consumer went back (a seek to
+        the committed offset) and delivers everything from there again: the buffered copies
+        from that offset on are dropped, in every origin's queue (one copy of each message, as
+        :meth:`stream.runtime.merge.PartitionMerge.push`)."""
+        if slot.offset <= self.last_offset:
+            for buffered in self.queues.values():
+                while buffered and buffered[-1].offset >= slot.offset:
+                    buffered.pop()
+        self.last_offset = slot.offset
         origin = _source(slot)
         queue = self.queues.get(origin)
         if queue is None:  # an origin beyond the configured partitions: merge it too
@@ -145,6 +163,7 @@ class OriginMerge:
             q.clear()
         self.held_since = None
         self.forced.clear()
+        self.last_offset = -1
 
     def caught_up(self, unread: Callable[[str], bool]) -> bool:
         return self.buffered() == 0 and not unread(self.topic)

@@ -42,13 +42,14 @@ def _wait_all_consumed(settings: Settings, timeout: float) -> None:
     """Input topics and the account topic committed to their ends (lag 0), or raise."""
     topics = [*settings.input_topics, account_topic_name(settings)]
     deadline = time.monotonic() + timeout
-    lag = -1
+    lags: dict[str, int] = {}
     while time.monotonic() < deadline:
-        lag = int(run(_lag(settings.kafka_bootstrap_servers, settings.app_id, topics)))
-        if lag == 0:
+        bootstrap, group = settings.kafka_bootstrap_servers, settings.app_id
+        lags = {t: int(run(_lag(bootstrap, group, [t]))) for t in topics}
+        if not any(lags.values()):
             return
         time.sleep(0.5)  # poll interval of a condition with a deadline
-    raise TimeoutError(f"lag still {lag} after {timeout}s")
+    raise TimeoutError(f"lag per topic still {lags} after {timeout}s")
 
 
 def test_sigkill_during_account_processing_loses_nothing(
@@ -81,7 +82,10 @@ def test_sigkill_during_account_processing_loses_nothing(
                 kills += 1
                 worker = WorkerProcess.from_settings(settings, web_port=worker.web_port).start()
         worker.wait_ready()
-        _wait_all_consumed(settings, timeout=600)
+        try:
+            _wait_all_consumed(settings, timeout=300)
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}\n{worker.log_tail()}") from exc
         forwarded = forwards(consume_all(bootstrap, account_topic_name(settings), idle=5))
         got = read_account_outputs(settings, n_want, timeout=300)
     finally:

@@ -32,7 +32,13 @@ class Item:
     event: Any
 
 
-def slot(source: int | None, at: int, offset: int = 0) -> Slot:
+_offsets = iter(range(10**9))
+
+
+def slot(source: int | None, at: int, offset: int | None = None) -> Slot:
+    """A buffered message; offsets grow unless given (a given one may go back: a seek)."""
+    if offset is None:
+        offset = 1000 + next(_offsets)
     event = None if source is None else Ev(source, at)
     return Slot(at if event is not None else -(2**62), offset, Item(event))
 
@@ -82,12 +88,12 @@ def test_the_wait_is_bounded_and_a_silent_origin_is_passed_over_until_it_sends()
 
 def test_markers_and_invalid_messages_go_first_and_clear_keeps_progress() -> None:
     merge = OriginMerge(TOPIC, [0])
-    merge.push(TOPIC, slot(0, 10))
+    merge.push(TOPIC, slot(0, 10, offset=6))
     merge.push(TOPIC, slot(None, 0, offset=7))
     assert merge.queues[CONTROL] and merge.buffered() == 2
     merge.advance(0, 10)
     taken = merge.take(10, never, now=0.0, max_idle=1.0)
-    assert [s.offset for s in taken] == [7, 0]
+    assert [s.offset for s in taken] == [7, 6]
     merge.push(TOPIC, slot(0, 20))
     merge.clear()
     assert merge.buffered() == 0 and merge.progress == {0: 10}
@@ -155,3 +161,17 @@ def test_an_idle_origin_holds_nobody_until_it_reports_or_forwards() -> None:
     assert times(merge.take(10, never, now=0.1, max_idle=5.0)) == [(1, 55)]
     merge.advance(1, 70)
     assert times(merge.take(10, never, now=0.2, max_idle=5.0)) == [(0, 60)]
+
+
+def test_a_seek_back_keeps_one_copy_of_each_message() -> None:
+    """The consumer went back to offset 2 (a seek to the committed offset): the copies buffered
+    from 2 on, in every origin's queue, give way to the messages delivered again."""
+    merge = OriginMerge(TOPIC, [0, 1])
+    for offset, (source, at) in enumerate([(0, 10), (1, 11), (0, 12), (1, 13), (None, 0)]):
+        merge.push(TOPIC, slot(source, at, offset))
+    for offset, (source, at) in enumerate([(0, 12), (1, 13), (None, 0)], start=2):
+        merge.push(TOPIC, slot(source, at, offset))
+    merge.advance(0, 100)
+    merge.advance(1, 100)
+    taken = merge.take(10, never, now=0.0, max_idle=1.0)
+    assert [s.offset for s in taken] == [4, 0, 1, 2, 3]
