@@ -8,16 +8,20 @@ time. :class:`OriginMerge` restores event time: one queue per origin (lead parti
 heads taken in ``occurred_at`` order, held while an origin with nothing buffered may still send
 something earlier - it has not reported progress up to the candidate's time. Progress comes
 from the lead runner (:class:`Progress`): after a batch, each lead partition tells every
-account partition its stream time (at most every ``interval`` seconds), so an origin with no
-account events for a partition does not hold it; and when it has caught up with its input it
-says so once (``idle``): like a lead topic with nothing unread, an idle origin holds nobody
-until it reports progress or forwards again (a real-time event then waits for nothing).
+account partition its stream time (at most every ``interval`` seconds, and once more when it
+goes idle), so an origin with no account events for a partition does not hold it.
 
 The wait is bounded like the lead merge's (Kafka Streams' ``max.task.idle.ms``): after
 ``max_idle`` seconds the merge goes on without the silent origins (``idle_timeouts``) until they
 send again. Exact event time therefore needs every lead partition to report within
 ``max_idle`` (a lead partition that has not started, or a lead worker that is down that long,
 is passed over, and its events then arrive late, as in the lead merge).
+
+An idle lead partition is not declared "holds nobody" (as a lead topic with nothing unread is):
+the declaration cannot see input that arrives after it (a backlog produced in rounds, or old
+markers read again after a restart), and it let events pass earlier ones in the crash test. So
+in a quiet period an account event waits up to ``max_idle`` for the quiet lead partitions: the
+price of exact event time.
 
 Messages without an event (progress markers, invalid messages) go first: they change no
 account and their offsets are acked at once.
@@ -42,29 +46,27 @@ CONTROL = -1  # the queue of messages without an event (markers, invalid message
 PROGRESS_FIELD = b'{"progress":'
 
 
-def progress_value(origin: int, stream_time: int, idle: bool = False) -> bytes:
-    """An account-topic marker: lead partition ``origin`` has processed up to ``stream_time``
-    (``idle``: and has nothing left to read)."""
-    return orjson.dumps({"progress": [origin, stream_time, idle]})
+def progress_value(origin: int, stream_time: int) -> bytes:
+    """An account-topic marker: lead partition ``origin`` has processed up to ``stream_time``."""
+    return orjson.dumps({"progress": [origin, stream_time]})
 
 
-def open_progress(value: bytes) -> tuple[int, int, bool] | None:
-    """(origin, stream time, idle) of a marker, or None if ``value`` is not one."""
+def open_progress(value: bytes) -> tuple[int, int] | None:
+    """(origin, stream time) of a marker, or None if ``value`` is not one."""
     if not value.startswith(PROGRESS_FIELD):
         return None
     try:
-        origin, stream_time, idle = orjson.loads(value)["progress"]
+        origin, stream_time = orjson.loads(value)["progress"]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    if type(origin) is not int or type(stream_time) is not int or type(idle) is not bool:
+    if type(origin) is not int or type(stream_time) is not int:
         return None
-    return origin, stream_time, idle
+    return origin, stream_time
 
 
 class Progress:
     """The lead runner's progress markers to the account topic, per lead partition: sent when
-    its stream time moved and ``interval`` passed since the last (at once after an idle
-    marker), and once when it becomes idle."""
+    its stream time moved and ``interval`` passed since the last, or when it is idle."""
 
     def __init__(
         self,
@@ -77,20 +79,16 @@ class Progress:
         self.partitions = partitions
         self.interval = interval
         self.clock = clock
-        # origin -> (stream time, when, idle) of the last marker sent
-        self.reported: dict[int, tuple[int, float, bool]] = {}
+        self.reported: dict[int, tuple[int, float]] = {}  # origin -> (stream time, when)
         self.sent = 0
 
     def records(self, origin: int, stream_time: int, idle: bool = False) -> list[Record]:
-        last, when, was_idle = self.reported.get(origin, (NO_TIME, -1e18, False))
+        last, when = self.reported.get(origin, (NO_TIME, -1e18))
         now = self.clock()
-        if idle:
-            if was_idle:
-                return []
-        elif not was_idle and (stream_time <= last or now - when < self.interval):
+        if stream_time <= last or (not idle and now - when < self.interval):
             return []
-        self.reported[origin] = (max(last, stream_time), now, idle)
-        value = progress_value(origin, stream_time, idle)
+        self.reported[origin] = (stream_time, now)
+        value = progress_value(origin, stream_time)
         self.sent += self.partitions
         return [(self.topic, q, None, value) for q in range(self.partitions)]
 
@@ -143,14 +141,11 @@ class OriginMerge:
         self.forced.discard(origin)
         return self.buffered()
 
-    def advance(self, origin: int, stream_time: int, idle: bool = False) -> None:
+    def advance(self, origin: int, stream_time: int) -> None:
         """A progress marker: ``origin`` will send nothing earlier than ``stream_time`` (but
-        late events); ``idle``: nor anything at all until it reports or forwards again."""
+        late events)."""
         if stream_time > self.progress.get(origin, NO_TIME):
             self.progress[origin] = stream_time
-        if idle:
-            self.forced.add(origin)
-        else:
             self.forced.discard(origin)
         self.queues.setdefault(origin, deque())
 
