@@ -176,8 +176,20 @@ class Faults:
         self.idle_timeouts = 0.0
         self.log: list[str] = []
 
+    @staticmethod
+    def _metric(worker: WorkerProcess, name: str, deadline: float) -> float:
+        """A metric of a busy worker: its /metrics may miss the 5 s read timeout on a loaded
+        machine, so ask again until ``deadline`` (monotonic)."""
+        while True:
+            try:
+                return worker.metric_sum(name)
+            except OSError:  # URLError, timeouts, a refused connection while it starts
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)  # poll interval of a condition with a deadline
+
     def _idle_timeouts(self, worker: WorkerProcess) -> None:
-        self.idle_timeouts += worker.metric_sum(IDLE_METRIC)
+        self.idle_timeouts += self._metric(worker, IDLE_METRIC, time.monotonic() + 300)
 
     def _at_progress(self, worker: WorkerProcess, share: float = 1.0) -> int | None:
         """Wait until ``worker`` handled a random part of the group's input lag (``share``: the
@@ -186,8 +198,16 @@ class Faults:
         if lag < 20:
             return None
         target = self.rng.randint(1, max(1, int(lag * share * 0.6)))
-        worker.wait_processed(target, timeout=1800)
-        return target
+        deadline = time.monotonic() + 1800
+        while True:
+            handled = self._metric(worker, "nurture_events_in_total", deadline) + self._metric(
+                worker, "nurture_dead_letters_total", deadline
+            )
+            if handled >= target:
+                return target
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker handled {handled} of {target}:\n{worker.log_tail()}")
+            time.sleep(0.1)  # poll interval of a condition with a deadline
 
     def kill_a(self) -> bool:
         self.a.wait_ready(timeout=600)
