@@ -40,6 +40,7 @@ from stream.runtime.intake import BatchTopic, Intake
 from stream.runtime.merge import PartitionMerge, Slot
 from stream.runtime.processor import NO_TIME, BatchResult, Input, LeadProcessor, now_ms
 from stream.runtime.sender import Record, Sender, last_offset
+from stream.runtime.stall import StallWatch
 from topics.parse import InvalidEvent, dead_letter_record, parse_event
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ class LeadRunner:
         self._logged = 0.0
         self.busy_s = 0.0  # time spent in batch rounds (see idle_clock)
         self.counters = counters  # the runtime series (one set per registry: the lead runner's)
+        self.stall_watch = StallWatch(lambda: app.consumer)  # logs input that is not delivered
 
     def topic(self) -> BatchTopic:
         """The Faust topic over the input topics and the tick topic, delivering to us."""
@@ -252,6 +254,10 @@ class LeadRunner:
             if self.buffered() < self.batch_size:
                 await asyncio.sleep(LINGER_S)  # let the fetcher deliver more first
             self.wake.clear()
+            if self.stall_watch.due():
+                topics = self.input_topics
+                owned = self.owned_partitions()
+                self.stall_watch.look(topics, owned, self.received, self.paused)
             if not self._ready():
                 continue
             async with self.lock:

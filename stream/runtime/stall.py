@@ -1,0 +1,119 @@
+"""A log line for a topic partition that has data to read but gets none delivered.
+
+The symptom this watches for: a restarted worker whose consumer never delivers some
+partitions' messages again (their committed offsets stay, the worker is idle, nothing else is
+logged). :class:`StallWatch` looks at the runner's owned input partitions every ``interval``
+seconds; a partition whose high watermark is past what the runner received (or, before any
+delivery, past the committed offset) and that received nothing since the previous look is
+logged at WARNING with what decides whether it is fetched: Faust's active / paused / buffered
+partition sets, the runner's own pause, Faust's read and committed offsets, and aiokafka's
+position and pause flag. Only the runtime reads the clock; nothing here changes any state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+log = logging.getLogger("nurture.stall")
+
+
+def consumer_view(consumer: Any, topic: str, partition: int) -> dict[str, Any]:
+    """What Faust and aiokafka know about ``topic``/``partition`` (best effort: any part that
+    cannot be read is left out)."""
+    from faust.types import TP
+
+    tp = TP(topic, partition)
+    view: dict[str, Any] = {}
+    active = getattr(consumer, "_active_partitions", None)
+    view["active"] = None if active is None else tp in active
+    view["faust_paused"] = tp in getattr(consumer, "_paused_partitions", ())
+    view["buffered_set"] = tp in getattr(consumer, "_buffered_partitions", ())
+    view["read_offset"] = getattr(consumer, "_read_offset", {}).get(tp)
+    view["committed"] = getattr(consumer, "_committed_offset", {}).get(tp)
+    view["flow_active"] = getattr(consumer, "flow_active", None)
+    try:
+        view["highwater"] = consumer.highwater(tp)
+    except Exception:  # not assigned (any more)
+        view["highwater"] = None
+    try:
+        from aiokafka.structs import TopicPartition
+
+        aio = consumer._thread._ensure_consumer()
+        state = aio._subscription.subscription.assignment.state_value(
+            TopicPartition(topic, partition)
+        )
+        if state is not None:
+            view["aiokafka_position"] = state._position
+            view["aiokafka_paused"] = state.paused
+            view["aiokafka_status"] = str(state._status)
+    except Exception:  # no consumer, no subscription or no assignment yet
+        pass
+    return view
+
+
+class StallWatch:
+    """Logs the input partitions that have unread data but no delivery for ``interval`` s."""
+
+    def __init__(
+        self,
+        consumer: Callable[[], Any],
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.consumer = consumer
+        self.interval = interval
+        self.clock = clock
+        self.last_look = clock()
+        self.seen: dict[tuple[str, int], int | None] = {}  # received at the previous look
+        self.stalls = 0  # stalled partitions logged (one per partition per look)
+
+    def due(self) -> bool:
+        """Whether ``interval`` seconds passed since the last look (then it is one)."""
+        now = self.clock()
+        if now - self.last_look < self.interval:
+            return False
+        self.last_look = now
+        return True
+
+    def look(
+        self,
+        topics: Iterable[str],
+        partitions: Iterable[int],
+        received: Mapping[tuple[str, int], int],
+        paused: Mapping[tuple[str, int], Any],
+    ) -> list[tuple[str, int]]:
+        """The stalled partitions (logged): unread data, and the same ``received`` offset as at
+        the previous look."""
+        consumer = self.consumer()
+        stalled: list[tuple[str, int]] = []
+        seen: dict[tuple[str, int], int | None] = {}
+        for p in partitions:
+            for topic in topics:
+                tp = (topic, p)
+                last = received.get(tp)
+                seen[tp] = last
+                view = consumer_view(consumer, topic, p)
+                high = view["highwater"]
+                if high is None:
+                    continue
+                after = (view["committed"] or 0) if last is None else last + 1
+                if high <= after or tp not in self.seen or self.seen[tp] != last:
+                    continue  # nothing unread, first look, or delivered since the last look
+                stalled.append(tp)
+                self.stalls += 1
+                log.warning(
+                    "stalled input %s:%d: high watermark %d, received up to %s, no delivery "
+                    "for %.0f s; runner paused %s; consumer %s",
+                    topic,
+                    p,
+                    high,
+                    last,
+                    self.interval,
+                    tp in paused,
+                    view,
+                )
+        self.seen = seen
+        return stalled
