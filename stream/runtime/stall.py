@@ -3,10 +3,11 @@
 The symptom this watches for: a restarted worker whose consumer never delivers some
 partitions' messages again (their committed offsets stay, the worker is idle, nothing else is
 logged). :class:`StallWatch` looks at the runner's owned input partitions every ``interval``
-seconds; a partition whose high watermark is past what the runner received (or, before any
-delivery, past the committed offset) and that received nothing since the previous look is
-logged at WARNING with what decides whether it is fetched: Faust's active / paused / buffered
-partition sets, the runner's own pause, Faust's read and committed offsets, and aiokafka's
+seconds; a partition whose high watermark is past its committed offset (or that was never
+fetched: aiokafka knows no high watermark for it) and that neither received nor committed
+anything since the previous look is logged at WARNING with what decides whether it is fetched
+and committed: Faust's active / paused / buffered partition sets, the runner's own pause,
+Faust's read and committed offsets, acked-but-uncommitted and unacked offsets, and aiokafka's
 position and pause flag. Only the runtime reads the clock; nothing here changes any state.
 """
 
@@ -34,6 +35,11 @@ def consumer_view(consumer: Any, topic: str, partition: int) -> dict[str, Any]:
     view["read_offset"] = getattr(consumer, "_read_offset", {}).get(tp)
     view["committed"] = getattr(consumer, "_committed_offset", {}).get(tp)
     view["flow_active"] = getattr(consumer, "flow_active", None)
+    acked = sorted(getattr(consumer, "_acked", {}).get(tp) or ())
+    view["acked"] = (len(acked), acked[:3])  # acked, not committed: a hole stops the commit
+    view["gap"] = len(getattr(consumer, "_gap", {}).get(tp) or ())
+    unacked = getattr(consumer, "_unacked_messages", ())
+    view["unacked"] = sorted(m.offset for m in list(unacked) if m.tp == tp)[:3]
     try:
         view["highwater"] = consumer.highwater(tp)
     except Exception:  # not assigned (any more)
@@ -67,7 +73,8 @@ class StallWatch:
         self.interval = interval
         self.clock = clock
         self.last_look = clock()
-        self.seen: dict[tuple[str, int], int | None] = {}  # received at the previous look
+        # (received, committed) at the previous look
+        self.seen: dict[tuple[str, int], tuple[int | None, int | None]] = {}
         self.stalls = 0  # stalled partitions logged (one per partition per look)
 
     def due(self) -> bool:
@@ -85,31 +92,33 @@ class StallWatch:
         received: Mapping[tuple[str, int], int],
         paused: Mapping[tuple[str, int], Any],
     ) -> list[tuple[str, int]]:
-        """The stalled partitions (logged): unread data, and the same ``received`` offset as at
-        the previous look."""
+        """The stalled partitions (logged): lag (high watermark past the committed offset), and
+        the same received and committed offsets as at the previous look."""
         consumer = self.consumer()
         stalled: list[tuple[str, int]] = []
-        seen: dict[tuple[str, int], int | None] = {}
+        seen: dict[tuple[str, int], tuple[int | None, int | None]] = {}
         for p in partitions:
             for topic in topics:
                 tp = (topic, p)
                 last = received.get(tp)
-                seen[tp] = last
                 view = consumer_view(consumer, topic, p)
+                committed = view["committed"]
+                seen[tp] = (last, committed)
                 high = view["highwater"]
-                if high is None:
-                    continue
-                after = (view["committed"] or 0) if last is None else last + 1
-                if high <= after or tp not in self.seen or self.seen[tp] != last:
-                    continue  # nothing unread, first look, or delivered since the last look
+                # lag: the high watermark past the committed offset, or none known (no fetch
+                # response for it in this process: never fetched)
+                lagging = high is None or high > (committed or 0)
+                if not lagging or self.seen.get(tp) != (last, committed):
+                    continue  # nothing to do, first look, or delivered or committed since
                 stalled.append(tp)
                 self.stalls += 1
                 log.warning(
-                    "stalled input %s:%d: high watermark %d, received up to %s, no delivery "
-                    "for %.0f s; runner paused %s; consumer %s",
+                    "stalled input %s:%d: high watermark %s, committed %s, received up to %s; "
+                    "no delivery and no commit for %.0f s; runner paused %s; consumer %s",
                     topic,
                     p,
                     high,
+                    committed,
                     last,
                     self.interval,
                     tp in paused,
