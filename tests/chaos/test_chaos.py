@@ -60,7 +60,6 @@ from tests.support.worker import (
     consume_all,
     input_lag,
     produce_raw,
-    wait_consumed,
 )
 from topics.catalog import TopicSpec
 
@@ -145,19 +144,27 @@ def oracle_sends(replay_dir: Path) -> set[str]:
     return out
 
 
-def settled(settings: Settings, timeout: float = 3600.0) -> None:
-    """Wait until the worker group committed every input, across a broker restart."""
+def settled(settings: Settings, worker: WorkerProcess, stall: float = 900.0) -> None:
+    """Wait until the worker group committed every input, across a broker restart. A lag that
+    does not move for ``stall`` seconds (longer than the merge's 600 s wait bound) is a stalled
+    worker: fail with the lag and the worker's log instead of waiting on."""
     from aiokafka.errors import KafkaError
 
-    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
     while True:
         try:
-            wait_consumed(settings, timeout=max(1.0, deadline - time.monotonic()))
-            return
+            lag = input_lag(settings)
         except KafkaError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)  # the broker is restarting: ask again
+            lag = last  # the broker is restarting: ask again
+        if lag == 0:
+            return
+        if lag != last:
+            last, since = lag, time.monotonic()
+        elif time.monotonic() - since > stall:
+            raise AssertionError(
+                f"stalled: input lag {lag} unchanged for {stall:.0f} s\n{worker.log_tail()}"
+            )
+        time.sleep(2.0)  # poll interval of a condition with a deadline
 
 
 class Faults:
@@ -319,7 +326,7 @@ def test_chaos_delivers_each_oracle_send_exactly_once(tmp_path_factory: Any) -> 
                         faults.restart_broker()
                     while faults.kills < min(KILLS, 2 * (k + 1)) and faults.kill_a():
                         pass
-                    settled(settings)
+                    settled(settings, faults.a)
                     faults.a.wait_ready(timeout=600)
                     faults.outage()
                     print(f"slice {k + 1}/{phases} done at {time.monotonic() - t0:.0f} s")
