@@ -234,3 +234,62 @@ def test_merge_buffer_is_each_offset_once_in_order_whatever_the_seeks(
             merge.push("t", Slot(0, position, None))
         position += 1
     assert [slot.offset for slot in merge.queues["t"]] == list(range(end))
+
+
+# --- a message delivered while recovery seeks keeps its read offset: no false gap -------------
+
+
+async def _drain_during_seek(tmp_path: Path) -> tuple[list[int], Any, TP]:
+    """A worker's first assignment: the flow is active while recovery's ``perform_seek`` awaits
+    the committed offsets (aiokafka fetches them partition by partition). The drain delivers
+    offsets 100-102 of a partition during that await; the seek then ends (committed 100) and
+    the drain delivers 103."""
+    s = _settings(tmp_path)
+    app: Any = create_app(s)
+    consumer = app.consumer
+    topic = s.topic_product_events
+    tp = TP(topic, PARTITION)
+    app.topics._acking_topics.add(topic)  # what Faust's subscription does for the input topics
+    delivered: list[int] = []
+    app.fast_path = {topic: lambda m, _hi, _lo: delivered.append(m.offset)}
+    fetcher = type("Fetcher", (), {"_stopped": asyncio.Event()})()
+    app.flow_control.resume()
+    consumer.resume_flow()
+    committed_asked = asyncio.Event()
+    committed_back = asyncio.Event()
+
+    async def seek_to_committed() -> dict[TP, int]:
+        committed_asked.set()
+        await committed_back.wait()  # the per-partition committed-offset fetches
+        return {tp: 100}
+
+    consumer.seek_to_committed = seek_to_committed
+    seek = asyncio.get_running_loop().create_task(consumer.perform_seek())
+    await committed_asked.wait()
+    calls = 0
+
+    async def getmany(timeout: float) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            for offset in (100, 101, 102):
+                yield tp, _event(s, offset)
+        elif calls == 2:
+            committed_back.set()
+            await seek
+            yield tp, _event(s, 103)
+        else:
+            fetcher._stopped.set()
+
+    consumer.getmany = getmany
+    await asyncio.wait_for(consumer._drain_messages(fetcher), timeout=10)
+    return delivered, consumer, tp
+
+
+def test_message_delivered_during_the_seek_records_no_false_gap(tmp_path: Path) -> None:
+    delivered, consumer, tp = asyncio.run(_drain_during_seek(tmp_path))
+    assert delivered == [100, 101, 102, 103]
+    assert consumer._read_offset[tp] == 103
+    # Faust's gap would count 101-102 as acked before the runner processed them
+    assert not consumer._gap.get(tp)
+    assert consumer._committed_offset[tp] == 100
