@@ -102,6 +102,9 @@ def median_interval(values: list[float], settings: StatsSettings) -> dict[str, f
         np.median,
         confidence_level=settings.confidence,
         n_resamples=settings.bootstrap_resamples,
+        # resamples drawn 100 at a time (the same draws, the same interval): unbatched, scipy
+        # holds n_resamples x len(values) floats at once, 709 MB for 20,000 values
+        batch=100,
         method="percentile",
         random_state=np.random.default_rng(settings.seed),
     )
