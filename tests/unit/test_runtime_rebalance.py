@@ -123,21 +123,29 @@ def test_tick_delivered_again_after_a_seek_is_kept_once(tmp_path: Path) -> None:
 # --- the drain never delivers a message fetched before a rebalance ---------------------------
 
 
+def _drain_app(s: Settings) -> tuple[Any, list[int], Any]:
+    """The real app with its flow running, the product topic on a fast path that records the
+    delivered offsets, and a fetcher stand-in the drain loop stops on: (app, delivered,
+    fetcher)."""
+    app: Any = create_app(s)
+    delivered: list[int] = []
+    app.fast_path = {s.topic_product_events: lambda m, _hi, _lo: delivered.append(m.offset)}
+    fetcher = type("Fetcher", (), {"_stopped": asyncio.Event()})()
+    app.flow_control.resume()
+    app.consumer.resume_flow()
+    return app, delivered, fetcher
+
+
 async def _drain_with_rebalance(tmp_path: Path, resume_in_same_step: bool) -> tuple[list, Any]:
     """Run the drain loop over one fetch of offsets 10, 11, 12; a rebalance begins (Faust's
     ``_on_partitions_revoked``: ``stop_flow`` + ``flow_control.suspend``) while the drain
     awaits before delivering 11, and ends (flow resumed) a few loop steps later or, with
     ``resume_in_same_step``, before the drain looks again."""
     s = _settings(tmp_path)
-    app: Any = create_app(s)
+    app, delivered, fetcher = _drain_app(s)
     consumer = app.consumer
     consumer.yield_every = 0  # a sleep(0) before every message: where the rebalance begins
-    delivered: list[int] = []
     topic = s.topic_product_events
-    app.fast_path = {topic: lambda m, _hi, _lo: delivered.append(m.offset)}
-    fetcher = type("Fetcher", (), {"_stopped": asyncio.Event()})()
-    app.flow_control.resume()
-    consumer.resume_flow()
     loop = asyncio.get_running_loop()
     resumed = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -245,16 +253,11 @@ async def _drain_during_seek(tmp_path: Path) -> tuple[list[int], Any, TP]:
     offsets 100-102 of a partition during that await; the seek then ends (committed 100) and
     the drain delivers 103."""
     s = _settings(tmp_path)
-    app: Any = create_app(s)
+    app, delivered, fetcher = _drain_app(s)
     consumer = app.consumer
     topic = s.topic_product_events
     tp = TP(topic, PARTITION)
     app.topics._acking_topics.add(topic)  # what Faust's subscription does for the input topics
-    delivered: list[int] = []
-    app.fast_path = {topic: lambda m, _hi, _lo: delivered.append(m.offset)}
-    fetcher = type("Fetcher", (), {"_stopped": asyncio.Event()})()
-    app.flow_control.resume()
-    consumer.resume_flow()
     committed_asked = asyncio.Event()
     committed_back = asyncio.Event()
 
