@@ -114,6 +114,7 @@ def create_app(
         autodiscover=False,
         logging_config=None,
     )
+    app.fetch_max_wait_ms = s.fetch_max_wait_ms
     table_options = {"driver": "rocksdict"}
     leads = app.Table(
         "leads",

@@ -63,6 +63,14 @@ class Settings(BaseSettings):
         description="how long a partition waits for an input topic with unread data before "
         "it goes on without it in event time",
     )
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=30_000,
+        description="how long a fetch waits at the broker for new data (Faust hard-codes "
+        "1500 ms; one fetch per broker is in flight, so a partition drained meanwhile is "
+        "fetched again only after it returns)",
+    )
     log_level: str = "info"
 
     # the reference sender (`nurture sender`, stream/sender/)

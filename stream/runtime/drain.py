@@ -164,6 +164,25 @@ class DrainConsumer(faust_aiokafka.Consumer):
         ftp = TP(tp.topic, tp.partition)
         return (lambda: self.on_buffer_full(ftp), lambda: self.on_buffer_drop(ftp))
 
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with the app's fetch wait instead of Faust's fixed 1,500 ms.
+
+    aiokafka keeps one fetch request in flight per broker, and leaves out of it the partitions
+    whose fetched records are not consumed yet. A partition the worker drains while a long poll
+    for the others is out is fetched again only when that poll returns: at a low input rate,
+    after up to the whole fetch wait (event-to-action latency of a second and more)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait_ms is not None:
+            consumer._fetch_max_wait_ms = int(wait_ms)  # read by the Fetcher made at start()
+        return consumer
+
 
 class DrainTransport(faust_aiokafka.Transport):
     Consumer = DrainConsumer
@@ -173,6 +192,7 @@ class NurtureApp(faust.App):
     """The worker's Faust app: Faust's aiokafka transport with :class:`DrainConsumer`."""
 
     fast_path: dict[str, FastDeliver]
+    fetch_max_wait_ms: int | None = None  # None: Faust's 1,500 ms
 
     def _new_transport(self) -> Any:
         return DrainTransport(self.conf.broker_consumer, self)
