@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ASYNCAPI_CLI := 4.1.1
 ASYNCAPI_STAMP := .cache/npm/.asyncapi-cli-$(ASYNCAPI_CLI)
 
-.PHONY: install sysdeps tools demo report test lint typecheck unit integration bench bench-replay chaos chaos-quick kafka clean
+.PHONY: install sysdeps tools demo report test lint typecheck unit integration bench bench-replay bench-scaleout chaos chaos-quick kafka clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -67,6 +67,12 @@ bench: install
 bench-replay: install
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/pytest tests/bench/test_bench_replay.py -q -s -m bench -p no:cacheprovider
+
+# Two workers against one (part of make bench): ~109k simulated events, 12 partitions, one
+# group of 1 then 2 worker processes on fresh topics; prints events/s of each and the ratio
+bench-scaleout: install
+	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pytest tests/bench/test_bench_scaleout.py -q -s -m bench -p no:cacheprovider
 
 # On demand, not in make test: ~200k events through worker + sender under 20 SIGKILLs, the kill
 # of one of two workers and a broker restart; mail received must equal the oracle's sends.
