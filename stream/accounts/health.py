@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import msgspec
+
 from stream.accounts.config import AccountRules
 from stream.accounts.model import AccountState, Component, Health, User
 
@@ -66,71 +68,145 @@ def latest_answer(user: User) -> float | None:
     return nps[1]
 
 
-def open_urgent(state: AccountState) -> int:
-    return sum(1 for t in state.tickets if t.resolved_at is None and t.severity == "urgent")
-
-
-def _trend_value(state: AccountState, now: int, rules: AccountRules, last: int, prev: int) -> float:
+def _trend_value(young: bool, last: int, prev: int) -> float:
     """last / prev (capped at 1). Without a baseline: neutral (1) while the account is younger
     than the window or has any recent use; 0 for an account silent through both windows."""
     if prev > 0:
         return min(1.0, last / prev)
-    young = state.converted_at is None or now - state.converted_at < (
-        rules.health.usage.trend_window_days * DAY
-    )
     return 1.0 if last > 0 or young else 0.0
 
 
+class HealthInputs(msgspec.Struct, frozen=True, gc=False):
+    """Everything the score reads from the state at ``now``: one pass over users, tickets and
+    session days. The score, band and flags are arithmetic on these; the explainable
+    :class:`Health` (components with their inputs) is built from them only when an output
+    carries it (:func:`explain`)."""
+
+    weekly_active: int
+    seats: float
+    sessions_last: int
+    sessions_prev: int
+    young: bool  # younger than the trend window (no baseline yet is neutral)
+    tickets_recent: int
+    tickets_open: int
+    urgent_open: int
+    responses: int
+    mean_answer: float | None
+    billing_status: str
+
+
+class Assessment(msgspec.Struct, frozen=True, gc=False):
+    """Score, band and flags of the state at ``now``, with the inputs they came from."""
+
+    inputs: HealthInputs
+    values: tuple[float, float, float, float]  # usage, support, sentiment, billing in [0, 1]
+    score: float
+    band: str
+    flags: tuple[str, ...]
+
+
+def measure(state: AccountState, now: int, rules: AccountRules) -> HealthInputs:
+    usage = rules.health.usage
+    last, prev = usage_trend(state, now, rules)
+    young = state.converted_at is None or now - state.converted_at < (usage.trend_window_days * DAY)
+    horizon = now - int(rules.health.support.window_days * DAY)
+    recent = opened = urgent = 0
+    for t in state.tickets:
+        if t.opened_at > horizon:
+            recent += 1
+        if t.resolved_at is None:
+            opened += 1
+            if t.severity == "urgent":
+                urgent += 1
+    answers = [a for a in (latest_answer(u) for u in state.users) if a is not None]
+    return HealthInputs(
+        weekly_active=weekly_active(state, now, rules),
+        seats=seats(state),
+        sessions_last=last,
+        sessions_prev=prev,
+        young=young,
+        tickets_recent=recent,
+        tickets_open=opened,
+        urgent_open=urgent,
+        responses=len(answers),
+        mean_answer=sum(answers) / len(answers) if answers else None,
+        billing_status=state.billing_status,
+    )
+
+
+def _clamp(value: float) -> float:
+    return min(1.0, max(0.0, value))
+
+
+def _values(m: HealthInputs, rules: AccountRules) -> tuple[float, float, float, float]:
+    """The four component values (usage, support, sentiment, billing), each in [0, 1]."""
+    h = rules.health
+    wau_value = min(1.0, m.weekly_active / m.seats / h.usage.wau_target_ratio)
+    trend_value = _trend_value(m.young, m.sessions_last, m.sessions_prev)
+    usage = h.usage.wau_share * wau_value + (1 - h.usage.wau_share) * trend_value
+    support = (
+        1
+        - h.support.per_ticket_penalty * m.tickets_recent
+        - h.support.per_open_urgent_penalty * m.urgent_open
+    )
+    sentiment = h.sentiment.neutral if m.mean_answer is None else m.mean_answer
+    billing = float(getattr(h.billing, m.billing_status, 0.0))
+    return _clamp(usage), _clamp(support), _clamp(sentiment), _clamp(billing)
+
+
+def _weights(rules: AccountRules) -> tuple[float, float, float, float]:
+    w = rules.health.weights
+    return w.usage, w.support, w.sentiment, w.billing
+
+
+def _explained(
+    m: HealthInputs, values: tuple[float, ...], rules: AccountRules
+) -> tuple[Component, ...]:
+    usage, support, sentiment, billing = values
+    wu, ws, wn, wb = _weights(rules)
+    return (
+        _component(
+            "usage",
+            usage,
+            wu,
+            {
+                "weekly_active_users": m.weekly_active,
+                "seats": m.seats,
+                "wau_per_seat": round(m.weekly_active / m.seats, 4),
+                "sessions_30d": m.sessions_last,
+                "sessions_prev_30d": m.sessions_prev,
+            },
+        ),
+        _component(
+            "support",
+            support,
+            ws,
+            {
+                "tickets_30d": m.tickets_recent,
+                "open_tickets": m.tickets_open,
+                "open_urgent": m.urgent_open,
+            },
+        ),
+        _component(
+            "sentiment",
+            sentiment,
+            wn,
+            {
+                "responses": m.responses,
+                "mean_answer": None if m.mean_answer is None else round(m.mean_answer, 4),
+            },
+        ),
+        _component("billing", billing, wb, {"status": m.billing_status}),
+    )
+
+
 def _component(name: str, value: float, weight: float, inputs: dict[str, object]) -> Component:
-    value = min(1.0, max(0.0, value))
     return Component(name, round(value, 4), weight, round(value * weight, 2), inputs)
 
 
-def components(
-    state: AccountState, now: int, rules: AccountRules, trend: tuple[int, int] | None = None
-) -> tuple[Component, ...]:
-    h = rules.health
-    w = h.weights
-    wau = weekly_active(state, now, rules)
-    seat_count = seats(state)
-    ratio = wau / seat_count
-    wau_value = min(1.0, ratio / h.usage.wau_target_ratio)
-    last, prev = trend if trend is not None else usage_trend(state, now, rules)
-    trend_value = _trend_value(state, now, rules, last, prev)
-    usage_value = h.usage.wau_share * wau_value + (1 - h.usage.wau_share) * trend_value
-    usage = _component(
-        "usage",
-        usage_value,
-        w.usage,
-        {
-            "weekly_active_users": wau,
-            "seats": seat_count,
-            "wau_per_seat": round(ratio, 4),
-            "sessions_30d": last,
-            "sessions_prev_30d": prev,
-        },
-    )
-    horizon = now - int(h.support.window_days * DAY)
-    recent = sum(1 for t in state.tickets if t.opened_at > horizon)
-    urgent = open_urgent(state)
-    opened = sum(1 for t in state.tickets if t.resolved_at is None)
-    support = _component(
-        "support",
-        1 - h.support.per_ticket_penalty * recent - h.support.per_open_urgent_penalty * urgent,
-        w.support,
-        {"tickets_30d": recent, "open_tickets": opened, "open_urgent": urgent},
-    )
-    answers = [a for a in (latest_answer(u) for u in state.users) if a is not None]
-    mean = sum(answers) / len(answers) if answers else None
-    sentiment = _component(
-        "sentiment",
-        h.sentiment.neutral if mean is None else mean,
-        w.sentiment,
-        {"responses": len(answers), "mean_answer": None if mean is None else round(mean, 4)},
-    )
-    billing_value = float(getattr(h.billing, state.billing_status, 0.0))
-    billing = _component("billing", billing_value, w.billing, {"status": state.billing_status})
-    return usage, support, sentiment, billing
+def components(state: AccountState, now: int, rules: AccountRules) -> tuple[Component, ...]:
+    m = measure(state, now, rules)
+    return _explained(m, _values(m, rules), rules)
 
 
 def band_of(score: float, rules: AccountRules) -> str:
@@ -154,13 +230,14 @@ def drop_p_value(last: int, prev: int) -> float:
 
 
 def risk_flags(
-    state: AccountState, now: int, rules: AccountRules, trend: tuple[int, int] | None = None
+    state: AccountState, now: int, rules: AccountRules, m: HealthInputs | None = None
 ) -> tuple[str, ...]:
     f = rules.flags
+    m = m if m is not None else measure(state, now, rules)
     raised: set[str] = set()
     if state.billing_status in f.payment_failed_statuses:
         raised.add("payment_failed")
-    last, prev = trend if trend is not None else usage_trend(state, now, rules)
+    last, prev = m.sessions_last, m.sessions_prev
     if prev >= f.usage_drop_min_baseline_sessions:
         if "usage_drop" in state.flags:  # hysteresis: clears once the drop is under clear_pct
             if last < prev * (1 - f.usage_drop_clear_pct / 100):
@@ -170,7 +247,7 @@ def risk_flags(
             and drop_p_value(last, prev) <= f.usage_drop_max_p_value
         ):
             raised.add("usage_drop")
-    if open_urgent(state) >= f.urgent_tickets_min:
+    if m.urgent_open >= f.urgent_tickets_min:
         raised.add("urgent_tickets")
     if any(
         u.role in f.detractor_roles and u.nps is not None and u.nps <= f.detractor_max_nps
@@ -180,9 +257,19 @@ def risk_flags(
     return tuple(x for x in FLAG_ORDER if x in raised)
 
 
+def assess(state: AccountState, now: int, rules: AccountRules) -> Assessment:
+    """Score, band and flags at ``now`` (cheap: no explanation built)."""
+    m = measure(state, now, rules)
+    values = _values(m, rules)
+    points = [round(v * w, 2) for v, w in zip(values, _weights(rules), strict=True)]
+    score = round(sum(points), 2)
+    return Assessment(m, values, score, band_of(score, rules), risk_flags(state, now, rules, m))
+
+
+def explain(a: Assessment, rules: AccountRules, version: str) -> Health:
+    """The explainable health of an assessment: each component's value, weight, points, inputs."""
+    return Health(a.score, a.band, a.flags, _explained(a.inputs, a.values, rules), version)
+
+
 def health(state: AccountState, now: int, rules: AccountRules, version: str) -> Health:
-    trend = usage_trend(state, now, rules)
-    parts = components(state, now, rules, trend)
-    score = round(sum(c.points for c in parts), 2)
-    flags = risk_flags(state, now, rules, trend)
-    return Health(score, band_of(score, rules), flags, parts, version)
+    return explain(assess(state, now, rules), rules, version)

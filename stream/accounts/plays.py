@@ -52,7 +52,7 @@ def react_to_health(w: Work, band_before: str | None, flags_before: tuple[str, .
             "risk_renewal",
             w.rules.risk_renewal.risk_task,
             "risk_renewal.at_risk",
-            {"reasons": reasons, "health": h.to_record()},
+            {"reasons": reasons, "health": w.health().to_record()},
         )
     elif w.play_open("risk_renewal") and h.band != "red" and not h.flags and s.stage != "renewal":
         w.exit_play("risk_renewal", "risk_renewal.recovered", score=h.score)
@@ -171,7 +171,7 @@ def _executive(w: Work) -> None:
         "usage_growth_30d": growth,
         "outcomes": list(s.outcomes),
         "arr": s.arr,
-        "health_score": w.health.score if w.health is not None else None,
+        "health_score": w.assessment.score if w.assessment is not None else None,
     }
     w.send(
         None if sponsor is None else sponsor.lead_id,

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from stream.accounts.config import AccountRules
-from stream.accounts.health import health
+from stream.accounts.health import Assessment, assess, explain
 from stream.accounts.model import (
     AccountAction,
     AccountState,
@@ -34,12 +34,13 @@ PERSONAL = frozenset({"email", "in_app", "exec_briefing", "community", "webinar"
 
 class Work:
     __slots__ = (
+        "_explained",
         "actions",
+        "assessment",
         "at",
         "caused_by",
         "cfg",
         "dirty_users",
-        "health",
         "now",
         "rules",
         "s",
@@ -60,7 +61,8 @@ class Work:
         self.dirty_users = False  # users changed since the state's tuple was built
         self.transitions: list[AccountTransition] = []
         self.actions: list[AccountAction] = []
-        self.health: Health | None = None
+        self.assessment: Assessment | None = None  # the last health evaluation of this step
+        self._explained: Health | None = None  # its explanation, built once an output needs it
 
     # --- users ---------------------------------------------------------------------------
     def user(self, lead_id: str) -> User | None:
@@ -91,17 +93,26 @@ class Work:
             self.dirty_users = False
 
     # --- health --------------------------------------------------------------------------
-    def refresh_health(self) -> Health:
+    def refresh_health(self) -> Assessment:
         self.sync_users()
-        self.health = health(self.s, self.now, self.rules, self.cfg.version)
-        self.s.score = self.health.score
-        return self.health
+        self.assessment = assess(self.s, self.now, self.rules)
+        self._explained = None
+        self.s.score = self.assessment.score
+        return self.assessment
+
+    def health(self) -> Health:
+        """The explainable health of the last evaluation (evaluating now if none yet); built
+        at most once per evaluation, and only for steps whose outputs carry it."""
+        current = self.assessment if self.assessment is not None else self.refresh_health()
+        if self._explained is None:
+            self._explained = explain(current, self.rules, self.cfg.version)
+        return self._explained
 
     # --- outputs -------------------------------------------------------------------------
     def transition(
         self, kind: str, before: str | None, after: str | None, reason: str, **signals: Any
     ) -> None:
-        current = self.health if self.health is not None else self.refresh_health()
+        current = self.health()
         self.transitions.append(
             AccountTransition(
                 self.s.account_id,
