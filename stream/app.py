@@ -67,7 +67,7 @@ def create_app(
     from stream.runtime.counters import RuntimeCounters
     from stream.runtime.drain import NurtureApp
     from stream.runtime.processor import LeadProcessor
-    from stream.runtime.tablestore import TableStore
+    from stream.runtime.tablestore import TableStore, table_options
     from stream.runtime.web import readiness, register_views
     from stream.settings import load_settings
 
@@ -115,13 +115,13 @@ def create_app(
         logging_config=None,
     )
     app.fetch_max_wait_ms = s.fetch_max_wait_ms
-    table_options = {"driver": "rocksdict"}
+    options = table_options(s.state_write_buffer_mb, s.state_block_cache_mb)
     leads = app.Table(
         "leads",
         partitions=n,
         key_type=bytes,
         value_type=bytes,
-        options=table_options,
+        options=options,
     )
 
     def committed(topic: str, partition: int) -> int | None:

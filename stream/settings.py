@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="how long a partition waits for an input topic with unread data before "
         "it goes on without it in event time",
     )
+    state_write_buffer_mb: int = Field(
+        4, ge=1, le=512, description="RocksDB memtable size per table partition (MB, 2 at most)"
+    )
+    state_block_cache_mb: int = Field(
+        8, ge=1, le=4096, description="RocksDB block cache per table partition (MB)"
+    )
     fetch_max_wait_ms: int = Field(
         100,
         ge=1,

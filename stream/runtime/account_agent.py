@@ -27,7 +27,7 @@ from stream.runtime.accounts import (
     open_envelope,
 )
 from stream.runtime.agent import BUFFER_LOW, LeadRunner
-from stream.runtime.tablestore import TableStore
+from stream.runtime.tablestore import TableStore, table_options
 from topics.parse import InvalidEvent, parse_event
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def install_accounts(
         partitions=n,
         key_type=bytes,
         value_type=bytes,
-        options={"driver": "rocksdict"},
+        options=table_options(settings.state_write_buffer_mb, settings.state_block_cache_mb),
     )
     store = TableStore(table)
     processor = account_processor(rules, store, committed=committed)

@@ -13,6 +13,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+MB = 1024 * 1024
+
+
+def table_options(write_buffer_mb: int, block_cache_mb: int) -> dict[str, Any]:
+    """The Faust table options of a state table: rocksdict, with a memory budget per partition.
+
+    Faust opens one RocksDB per table partition with 64 MB memtables (up to 3) and a 2 GB block
+    cache each; a memtable allocates its arena in blocks of an eighth of its size as soon as it
+    is written, so 12 lead and 12 account partitions held ~190 MB of arena before any real
+    data, and a partition's memtables held all its records (1M lead records of 400 B in 12
+    partitions: 465 MB resident). Here each partition gets ``write_buffer_mb`` memtables (at
+    most 2) and a ``block_cache_mb`` cache: at most ``2 * write_buffer_mb + block_cache_mb``
+    per partition (the same 1M records: 203 MB with 4 and 8 MB)."""
+    return {
+        "driver": "rocksdict",
+        "write_buffer_size": write_buffer_mb * MB,
+        "max_write_buffer_number": 2,
+        "target_file_size_base": max(write_buffer_mb, 8) * MB,
+        "block_cache_size": block_cache_mb * MB,
+    }
+
 
 class TableStore:
     """Per-partition access to a Faust rocksdict-backed table."""
