@@ -104,7 +104,7 @@ class AccountRunner(LeadRunner):
             merge = merges.get(message.partition)
             if merge is None:
                 merge = merges[message.partition] = self.new_merge()
-            merge.advance(*progress)
+            merge.advance(*progress, message.offset)
             return None, None
         opened = open_envelope(value)
         if opened is None:

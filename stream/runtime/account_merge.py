@@ -109,6 +109,7 @@ class OriginMerge:
         "idle_timeouts",
         "last_offset",
         "progress",
+        "progress_at",
         "queues",
         "topic",
     )
@@ -117,21 +118,36 @@ class OriginMerge:
         self.topic = topic
         self.queues: dict[int, deque[Slot]] = {o: deque() for o in (CONTROL, *origins)}
         self.progress: dict[int, int] = {}  # origin -> the stream time it reported
+        self.progress_at: dict[int, int] = {}  # origin -> the offset of that marker
         self.held_since: float | None = None
         self.forced: set[int] = set()  # origins the merge stopped waiting for
         self.idle_timeouts = 0
         self.last_offset = -1  # of the last message buffered
 
-    def push(self, topic: str, slot: Slot) -> int:
-        """Buffer a message in its origin's queue; returns the partition's buffered count. A
-        message at or below the last buffered offset means the consumer went back (a seek to
-        the committed offset) and delivers everything from there again: the buffered copies
+    def _rewind(self, offset: int) -> None:
+        """A message at or below the last buffered offset means the consumer went back (a seek
+        to the committed offset) and delivers everything from there again: the buffered copies
         from that offset on are dropped, in every origin's queue (one copy of each message, as
-        :meth:`stream.runtime.merge.PartitionMerge.push`)."""
-        if slot.offset <= self.last_offset:
-            for buffered in self.queues.values():
-                while buffered and buffered[-1].offset >= slot.offset:
-                    buffered.pop()
+        :meth:`stream.runtime.merge.PartitionMerge.push`), and so is the progress of markers
+        from that offset on. A marker promises only what follows it on the topic; the forwards
+        before it are delivered again, earlier than its stream time, and the merge must wait
+        for them (kept, it let an account event pass an earlier one of another origin after a
+        restart). The origin's earlier markers are not remembered: it is unknown again until
+        a marker is read again (at most ``max_idle``, as after a restart)."""
+        if offset > self.last_offset:
+            return
+        for buffered in self.queues.values():
+            while buffered and buffered[-1].offset >= offset:
+                buffered.pop()
+        for origin in [o for o, at in self.progress_at.items() if at >= offset]:
+            del self.progress_at[origin]
+            del self.progress[origin]
+        self.last_offset = offset - 1
+
+    def push(self, topic: str, slot: Slot) -> int:
+        """Buffer a message in its origin's queue; returns the partition's buffered count (a
+        message delivered again after a seek back: :meth:`_rewind`)."""
+        self._rewind(slot.offset)
         self.last_offset = slot.offset
         origin = _source(slot)
         queue = self.queues.get(origin)
@@ -141,11 +157,14 @@ class OriginMerge:
         self.forced.discard(origin)
         return self.buffered()
 
-    def advance(self, origin: int, stream_time: int) -> None:
-        """A progress marker: ``origin`` will send nothing earlier than ``stream_time`` (but
-        late events)."""
+    def advance(self, origin: int, stream_time: int, offset: int) -> None:
+        """A progress marker at ``offset``: after it on the topic, ``origin`` sends nothing
+        earlier than ``stream_time`` (but late events). Applied before the marker's message
+        is buffered (:meth:`push`), so a seek back is seen here first."""
+        self._rewind(offset)
         if stream_time > self.progress.get(origin, NO_TIME):
             self.progress[origin] = stream_time
+            self.progress_at[origin] = offset
             self.forced.discard(origin)
         self.queues.setdefault(origin, deque())
 
@@ -153,9 +172,11 @@ class OriginMerge:
         return sum(len(q) for q in self.queues.values())
 
     def clear(self) -> None:
-        """Drop the buffers (the consumer seeks back); progress reports stay true."""
+        """Drop the buffers and the progress (the consumer seeks back: see :meth:`_rewind`)."""
         for q in self.queues.values():
             q.clear()
+        self.progress.clear()
+        self.progress_at.clear()
         self.held_since = None
         self.forced.clear()
         self.last_offset = -1

@@ -43,6 +43,11 @@ def slot(source: int | None, at: int, offset: int | None = None) -> Slot:
     return Slot(at if event is not None else -(2**62), offset, Item(event))
 
 
+def mark(merge: OriginMerge, origin: int, stream_time: int) -> None:
+    """A progress marker read at the next offset (its message not buffered here)."""
+    merge.advance(origin, stream_time, 1000 + next(_offsets))
+
+
 def never(_topic: str) -> bool:
     return False
 
@@ -55,11 +60,11 @@ def test_an_origin_without_progress_holds_the_merge_until_it_reports() -> None:
     merge = OriginMerge(TOPIC, [0, 1])
     merge.push(TOPIC, slot(0, 50))
     assert merge.take(10, never, now=0.0, max_idle=5.0) == []  # origin 1 unknown: hold
-    merge.advance(1, 40)
+    mark(merge, 1, 40)
     assert merge.take(10, never, now=0.1, max_idle=5.0) == []  # 1 may still send 40..50
     merge.push(TOPIC, slot(1, 45))
     assert times(merge.take(10, never, now=0.2, max_idle=5.0)) == [(1, 45)]
-    merge.advance(1, 60)
+    mark(merge, 1, 60)
     assert times(merge.take(10, never, now=0.3, max_idle=5.0)) == [(0, 50)]
 
 
@@ -68,7 +73,7 @@ def test_heads_are_taken_in_event_time_across_origins() -> None:
     for source, at in [(0, 10), (0, 30), (1, 20), (1, 25), (2, 5), (0, 40)]:
         merge.push(TOPIC, slot(source, at))
     for origin in (0, 1, 2):
-        merge.advance(origin, 100)
+        mark(merge, origin, 100)
     got = times(merge.take(10, never, now=0.0, max_idle=5.0))
     assert got == [(2, 5), (0, 10), (1, 20), (1, 25), (0, 30), (0, 40)]
 
@@ -86,17 +91,17 @@ def test_the_wait_is_bounded_and_a_silent_origin_is_passed_over_until_it_sends()
     assert times(merge.take(10, never, now=1.7, max_idle=1.0)) == [(1, 55)]
 
 
-def test_markers_and_invalid_messages_go_first_and_clear_keeps_progress() -> None:
+def test_markers_and_invalid_messages_go_first_and_clear_drops_progress() -> None:
     merge = OriginMerge(TOPIC, [0])
     merge.push(TOPIC, slot(0, 10, offset=6))
     merge.push(TOPIC, slot(None, 0, offset=7))
     assert merge.queues[CONTROL] and merge.buffered() == 2
-    merge.advance(0, 10)
+    mark(merge, 0, 10)
     taken = merge.take(10, never, now=0.0, max_idle=1.0)
     assert [s.offset for s in taken] == [7, 6]
     merge.push(TOPIC, slot(0, 20))
     merge.clear()
-    assert merge.buffered() == 0 and merge.progress == {0: 10}
+    assert merge.buffered() == 0 and merge.progress == {}  # delivered again after the seek
     assert merge.caught_up(never) and not merge.caught_up(lambda _t: True)
 
 
@@ -122,10 +127,10 @@ def test_any_arrival_interleaving_gives_event_time_order(
         origin = rng.choice([o for o, ts in enumerate(pending) if ts])
         at = pending[origin].pop(0)
         merge.push(TOPIC, slot(origin, at))
-        merge.advance(origin, at)
+        mark(merge, origin, at)
         out += times(merge.take(3, never, now=0.0, max_idle=60.0))
     for origin in range(len(per_origin)):
-        merge.advance(origin, 2000)  # every origin idle at the end
+        mark(merge, origin, 2000)  # every origin idle at the end
     out += times(merge.take(10_000, never, now=0.0, max_idle=60.0))
     assert [at for _o, at in out] == sorted(at for ts in per_origin for at in ts)
     assert merge.idle_timeouts == 0
@@ -153,7 +158,41 @@ def test_a_seek_back_keeps_one_copy_of_each_message() -> None:
         merge.push(TOPIC, slot(source, at, offset))
     for offset, (source, at) in enumerate([(0, 12), (1, 13), (None, 0)], start=2):
         merge.push(TOPIC, slot(source, at, offset))
-    merge.advance(0, 100)
-    merge.advance(1, 100)
+    mark(merge, 0, 100)
+    mark(merge, 1, 100)
     taken = merge.take(10, never, now=0.0, max_idle=1.0)
     assert [s.offset for s in taken] == [4, 0, 1, 2, 3]
+
+
+def test_a_seek_back_forgets_the_progress_of_markers_delivered_again() -> None:
+    """The account crash test's AC-00000 (1 run in 6): origin 0's event at 17 (offset 32), origin
+    1's at 10 (offset 161), then origin 1's marker "up to 20" (offset 170), all delivered; then
+    the consumer seeks back to offset 30 (its committed offset) and delivers 32 again. The
+    marker's promise covers only what follows it on the topic: origin 1's event at 10 is
+    delivered again, so 32 must wait for it (the progress kept, 17 went first: late 10)."""
+    merge = OriginMerge(TOPIC, [0, 1])
+    merge.push(TOPIC, slot(0, 17, offset=32))
+    merge.push(TOPIC, slot(1, 10, offset=161))
+    merge.advance(1, 20, offset=170)
+    merge.push(TOPIC, slot(None, 0, offset=170))
+    merge.push(TOPIC, slot(0, 17, offset=32))  # the seek back: delivered again from 32
+    assert times(merge.take(10, never, now=0.0, max_idle=5.0)) == []  # origin 1 may send 10
+    merge.push(TOPIC, slot(1, 10, offset=161))
+    merge.advance(1, 20, offset=170)  # the marker read again: its promise holds again
+    merge.push(TOPIC, slot(None, 0, offset=170))
+    assert times(merge.take(10, never, now=0.1, max_idle=5.0)) == [(1, 10), (0, 17)]
+    assert merge.idle_timeouts == 0
+
+
+def test_a_marker_delivered_again_first_after_a_seek_counts_after_the_rewind() -> None:
+    """The runner applies a marker before it buffers the marker's message: a seek back that
+    starts at a marker keeps that marker's progress, and drops the later buffered copies."""
+    merge = OriginMerge(TOPIC, [0, 1])
+    merge.push(TOPIC, slot(0, 30, offset=5))
+    merge.advance(1, 40, offset=6)
+    merge.push(TOPIC, slot(None, 0, offset=6))
+    merge.push(TOPIC, slot(0, 50, offset=7))
+    merge.advance(1, 40, offset=6)  # delivered again from 6
+    merge.push(TOPIC, slot(None, 0, offset=6))
+    assert merge.progress == {1: 40} and merge.buffered() == 2  # 5 and the marker; 7 dropped
+    assert times(merge.take(10, never, now=0.0, max_idle=5.0)) == [(0, 30)]
