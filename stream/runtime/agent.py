@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from stream.core.model import ms_to_rfc3339
 from stream.runtime.accounts import account_forward
 from stream.runtime.counters import RuntimeCounters
 from stream.runtime.intake import BatchTopic, Intake
@@ -139,6 +140,7 @@ class LeadRunner:
         self.forwarded = 0
         self.batches = 0
         self.idle_timeouts = 0
+        self.late_events = 0
         self._logged = 0.0
         self.busy_s = 0.0  # time spent in batch rounds (see idle_clock)
         self.counters = counters  # the runtime series (one set per registry: the lead runner's)
@@ -341,6 +343,14 @@ class LeadRunner:
             self.idle_timeouts += merge.idle_timeouts - before
             if self.counters is not None:
                 self.counters.idle_timeouts.inc(merge.idle_timeouts - before)
+            log.warning(
+                "event-time merge of %s partition %d stopped waiting after %.1f s for %s "
+                "(their later input is processed late)",
+                self.input_topics[0],
+                p,
+                self.max_idle,
+                sorted(merge.forced, key=str),
+            )
         self._resume_fetching(p, merge)
         ticks = self.ticks.pop(p, None) or []
         if ticks:
@@ -362,6 +372,8 @@ class LeadRunner:
         for m in messages:
             unacked.add(m)  # a rebalance waits for this batch (Consumer.wait_empty)
         result = self.processor.process(p, inputs, caught_up)
+        if result.late and not self.processor.key_clock:
+            self._log_late(p, result)
         if result.writes:
             self.store.write(p, result.writes)
         await self._flush(p, result, slots)
@@ -380,6 +392,23 @@ class LeadRunner:
                 c.redelivered_skipped.inc(result.skipped)
         if result.more_due or merge.buffered():
             self.wake.set()
+
+    def _log_late(self, p: int, result: BatchResult) -> None:
+        """Input that reached the partition after later input (not in event time): its lead's
+        timers may have fired before it, unlike replay. The merge gave up waiting, or the
+        input was not on the broker yet when the later one was read."""
+        self.late_events += result.late
+        assert result.late_first is not None
+        topic, offset, at, stream_time = result.late_first
+        log.warning(
+            "partition %d: %d late input(s) in a batch, first %s@%d at %s behind stream time %s",
+            p,
+            result.late,
+            topic,
+            offset,
+            ms_to_rfc3339(at),
+            ms_to_rfc3339(stream_time),
+        )
 
     async def _flush(self, p: int, result: BatchResult, slots: list[Slot]) -> None:
         """Queue the batch's changelog records (its state is written) and outputs together."""

@@ -103,6 +103,8 @@ class BatchResult:
     stepped: int = 0  # events stepped through the core
     more_due: bool = False  # leads still due by stream time (fire_limit reached)
     stream_time: int = NO_TIME
+    late: int = 0  # events stepped (not re-delivered ones) behind the partition's stream time
+    late_first: tuple[str, int, int, int] | None = None  # (topic, offset, at, stream time)
 
 
 @dataclass(slots=True)
@@ -344,6 +346,7 @@ class LeadProcessor:
             event = inp.event
             if event is None:
                 continue
+            behind = st_time  # a stepped input earlier than this is late
             if event.at > st_time:
                 st_time = event.at
             lead_id = event.lead_id
@@ -355,6 +358,10 @@ class LeadProcessor:
                 res.skipped += 1
                 dirty[lead_id] = rec  # written again: its first changelog write may be lost
                 continue
+            if event.at < behind:
+                if not res.late:
+                    res.late_first = (inp.topic, inp.offset, event.at, behind)
+                res.late += 1
             before = rec.state
             out = _Pending()
             until = max(wall, event.at) if key_clock else st_time

@@ -276,3 +276,28 @@ def test_the_merge_does_not_wait_for_a_topic_with_nothing_left_to_read() -> None
     assert not merge.caught_up(lambda t: False)
     assert [s.at for s in merge.take(10, lambda t: False, 0.0, 1.0)] == [6]
     assert merge.caught_up(lambda t: False) and not merge.caught_up(lambda t: t == "b")
+
+
+def test_an_input_behind_the_partitions_stream_time_is_counted_late() -> None:
+    events = sorted(leads(6, T0 + 48 * HOUR_MS), key=lambda e: e["occurred_at"])
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    proc = make(store, committed, clock)
+    batch = inputs_of(events)
+    in_order = run(proc, store, batch[:-2], caught_up=False)
+    assert in_order.late == 0 and in_order.late_first is None
+    # the last event first, then the one before it: that one is behind the stream time
+    late = run(proc, store, [batch[-1], batch[-2]], caught_up=False)
+    assert batch[-2].event is not None and batch[-1].event is not None
+    assert batch[-2].event.at < batch[-1].event.at
+    assert late.late == 1
+    assert late.late_first == (TOPIC, batch[-2].offset, batch[-2].event.at, batch[-1].event.at)
+
+
+def test_a_redelivered_input_behind_the_stream_time_is_not_counted_late() -> None:
+    events = sorted(leads(4, T0 + 48 * HOUR_MS), key=lambda e: e["occurred_at"])
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    proc = make(store, committed, clock)
+    batch = inputs_of(events)
+    run(proc, store, batch, caught_up=False)
+    again = run(proc, store, batch[:2], caught_up=False)  # delivered again after a restart
+    assert again.skipped == 2 and again.late == 0
