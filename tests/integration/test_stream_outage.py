@@ -5,13 +5,13 @@ SIGKILLed). The transitions and actions of the three worker processes together e
 
 Timeline (days of the simulation; one RocksDB folder and one consumer group throughout):
 
-1. days 0-7 live: worker A runs; the events are produced in event-time order in three rounds,
-   each only once A has handled the previous one;
-2. A is stopped gracefully (SIGTERM); days 7-14 are produced one input topic after the other;
-3. worker B starts, reads that backlog, then days 14-16 live (two rounds);
-4. B is SIGKILLed right after it reports the last round handled (its last offsets are likely
-   not committed: worker C reads them again); days 16-21 and the flush events are produced one
-   topic after the other;
+1. days 0-5 live: worker A runs; the events are produced in event-time order, in phases
+   (:func:`tests.support.backlog.produce_live`), each once A has handled the previous one;
+2. A is stopped gracefully (SIGTERM); days 5-14 are produced one input topic after the other;
+3. worker B starts, reads that backlog, then days 14-15.5 live (in phases);
+4. B is SIGKILLed as soon as the last live phase is on the broker, while it reads it (what it
+   has not committed, C reads again); days 15.5-21 and the flush events are produced one topic
+   after the other;
 5. worker C starts and reads the backlog; the group's lag reaches 0.
 
 Shown: each backlog holds cross-topic inversions (leads whose events fetch order would get
@@ -62,18 +62,26 @@ def days(events: list[SimEvent], start: int, first: float, end: float | None) ->
     return [e for e in events if e.deliver_at >= lo and (hi is None or e.deliver_at < hi)]
 
 
-def live_rounds(
-    settings: Settings, worker: WorkerProcess, rounds: list[list[SimEvent]], handled: int
+def live(
+    settings: Settings,
+    worker: WorkerProcess,
+    events: list[SimEvent],
+    handled: int,
+    *,
+    wait_last: bool = True,
 ) -> tuple[int, int]:
-    """Produce each round live (:func:`tests.support.backlog.produce_live`) once ``worker``
-    has handled everything before it. Returns (messages handled in all, live phases)."""
-    phases = 0
-    for events in rounds:
-        sent, cut = produce_live(settings, events)
-        handled += sent
-        phases += cut
-        worker.wait_processed(handled, timeout=120)
-    return handled, phases
+    """Produce ``events`` live (:func:`tests.support.backlog.produce_live`: phase by phase,
+    each once ``worker`` has handled everything before it; ``handled``: what it handled
+    earlier). ``wait_last=False``: return as soon as the last phase is on the broker (the
+    worker is then still reading it). Returns (messages produced in all, phases)."""
+    total = len(events)
+
+    def barrier(n: int) -> None:
+        if n < total or wait_last:
+            worker.wait_processed(handled + n, timeout=120, poll=0.02)
+
+    sent, phases = produce_live(settings, events, barrier)
+    return handled + sent, phases
 
 
 def test_outages_in_a_live_run_equal_replay(kafka_settings: Settings, tmp_path: Path) -> None:
@@ -82,11 +90,11 @@ def test_outages_in_a_live_run_equal_replay(kafka_settings: Settings, tmp_path: 
     stats, want_t, want_a = replay(events_path, tmp_path / "replay")
     assert stats.transitions > 2000 and stats.actions > 2000 and stats.timers_fired > 1000
 
-    live_1 = [days(events, start, a, b) for a, b in ((0, 2), (2, 4.5), (4.5, 7))]
-    backlog_1 = days(events, start, 7, 14)
-    live_2 = [days(events, start, a, b) for a, b in ((14, 15), (15, 16))]
-    backlog_2 = days(events, start, 16, None)  # with the flush events at T_end
-    parts = [*live_1, backlog_1, *live_2, backlog_2]
+    live_1 = days(events, start, 0, 5)
+    backlog_1 = days(events, start, 5, 14)
+    live_2 = days(events, start, 14, 15.5)
+    backlog_2 = days(events, start, 15.5, None)  # with the flush events at T_end
+    parts = [live_1, backlog_1, live_2, backlog_2]
     assert sum(len(p) for p in parts) == len(events) and all(parts)
     inversions = cross_topic_inversions(backlog_1), cross_topic_inversions(backlog_2)
     assert min(inversions) > 50, "each backlog must be one that fetch order gets wrong"
@@ -96,7 +104,7 @@ def test_outages_in_a_live_run_equal_replay(kafka_settings: Settings, tmp_path: 
 
     with WorkerProcess.from_settings(settings, env=ENV) as a:
         a.wait_ready()
-        handled_a, phases_1 = live_rounds(settings, a, live_1, 0)
+        handled_a, phases_1 = live(settings, a, live_1, 0)
         gave_up.append(a.metric_sum(GAVE_UP))
         assert a.stop() == 0, a.log_tail()  # graceful: SIGTERM, exits 0
 
@@ -106,7 +114,7 @@ def test_outages_in_a_live_run_equal_replay(kafka_settings: Settings, tmp_path: 
         b.wait_ready()
         b.wait_processed(len(backlog_1), timeout=120)
         backlog_1_handled = b.processed()
-        handled_b, phases_2 = live_rounds(settings, b, live_2, backlog_1_handled)
+        produced_b, phases_2 = live(settings, b, live_2, backlog_1_handled, wait_last=False)
         gave_up.append(b.metric_sum(GAVE_UP))
     finally:
         b.kill()  # a crash: no shutdown, no final commit
@@ -140,16 +148,16 @@ def test_outages_in_a_live_run_equal_replay(kafka_settings: Settings, tmp_path: 
         f"\n{len(events)} messages of {LEADS} leads over {DAYS} days, {settings.topic_partitions} "
         f"partitions; replay: {stats.transitions} transitions, {stats.actions} actions, "
         f"{stats.timers_fired} timers fired\n"
-        f"A live: {handled_a} messages in {len(live_1)} rounds ({phases_1} phases), stopped\n"
+        f"A live: {handled_a} messages in {phases_1} phases, stopped\n"
         f"B: backlog of {len(backlog_1)} ({inversions[0]} leads with cross-topic inversions), "
-        f"then {handled_b - backlog_1_handled} live in {len(live_2)} rounds ({phases_2} phases), "
+        f"then {produced_b - backlog_1_handled} live in {phases_2} phases, "
         f"killed\n"
         f"C: backlog of {len(backlog_2)} ({inversions[1]} leads with inversions), handled "
         f"{handled_c} in {took:.1f} s ({skipped:.0f} redelivered skipped, {resent:.0f} outbox "
         f"re-sends); merge gave up {gave_up}"
     )
 
-    assert handled_a == sum(len(p) for p in live_1)
+    assert handled_a == len(live_1)
     assert backlog_1_handled >= len(backlog_1) > 0, "B read the first backlog"
     assert handled_c >= len(backlog_2) > 0, "C read the second backlog"
     assert gave_up == [0, 0, 0], "the merge must have waited for every topic with unread data"

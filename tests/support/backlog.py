@@ -14,16 +14,18 @@ Two ways to hand the input to the worker:
 
 * :func:`produce_topic_after_topic`: a backlog, one whole topic after the other (what fetch
   order gets wrong: :func:`cross_topic_inversions` counts the leads it would hurt);
-* :func:`produce_live`: live traffic in event-time order. Kafka orders messages only within one
-  topic-partition, so the worker's event-time merge can take an event while an earlier one of
-  its partition on another topic is still in the producer (not yet on the broker, so not
-  "unread"): that event would be late, and the outcome would depend on timing. The records are
-  therefore cut into phases (:func:`live_phases`): phase ``j`` holds, for every partition, its
-  ``j``-th run of consecutive same-topic events in event-time order, and a phase is produced
-  only once every record of the previous one is acknowledged. Whenever the worker sees an event
-  of a partition, every earlier event of that partition is on the broker, so the merge either
-  has it buffered or sees it unread and waits (never for more than ``max_task_idle_ms``: the
-  tests assert ``nurture_runtime_eventtime_idle_timeouts_total == 0``).
+* :func:`produce_live`: live traffic in event-time order while a worker runs. Kafka orders
+  messages only within one topic-partition, so the worker's event-time merge can take an event
+  while an earlier one of its partition on another topic is still in the producer (not yet on
+  the broker, so not "unread"): that event would be late, and the outcome would depend on
+  timing. The records are therefore cut into phases (:func:`live_phases`): phase ``j`` holds,
+  for every partition, its ``j``-th run of consecutive same-topic events in event-time order,
+  and a phase is produced only once the worker has handled every record of the previous one.
+  Within a phase a partition's events are on one topic, where Kafka keeps their order; across
+  phases the worker has handled the earlier ones. No interleaving of fetches can reorder them.
+  (Waiting only for the previous phase's acks would leave a window: a broker thread reading a
+  fetch response, preempted between two partitions for longer than a produce round trip, can
+  return a record of the new phase with a stale high watermark of the old phase's topic.)
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,7 +185,11 @@ def live_phases(events: Sequence[SimEvent], partitions: int) -> list[list[SimEve
     return [[e for r in runs.values() if j < len(r) for e in r[j]] for j in range(depth)]
 
 
-async def _produce_phases(bootstrap: str, phases: list[list[tuple[str, bytes, bytes]]]) -> int:
+async def _produce_phases(
+    bootstrap: str,
+    phases: list[list[tuple[str, bytes, bytes]]],
+    barrier: Callable[[int], None],
+) -> int:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -192,22 +198,28 @@ async def _produce_phases(bootstrap: str, phases: list[list[tuple[str, bytes, by
     try:
         for phase in phases:
             sent = [await producer.send(topic, value, key=key) for topic, key, value in phase]
-            await asyncio.gather(*sent)  # every record of the phase is on the broker
+            await asyncio.gather(*sent)
             n += len(sent)
+            await asyncio.to_thread(barrier, n)
     finally:
         await producer.stop()
     return n
 
 
-def produce_live(settings: Settings, events: Sequence[SimEvent]) -> tuple[int, int]:
+def produce_live(
+    settings: Settings, events: Sequence[SimEvent], handled: Callable[[int], None]
+) -> tuple[int, int]:
     """Produce ``events`` (in event-time order) as live traffic, phase after phase (see the
-    module docstring). Returns (records produced, phases)."""
+    module docstring); after each phase ``handled(n)`` must return once the worker has handled
+    the ``n`` records produced so far (and raise if it does not). Returns (records produced,
+    phases)."""
     topics = _topics(settings)
     phases = [
         [(topics[e.source], e.lead_id.encode(), e.line) for e in phase]
         for phase in live_phases(events, settings.topic_partitions)
     ]
-    return int(run(_produce_phases(settings.kafka_bootstrap_servers, phases))), len(phases)
+    produced = run(_produce_phases(settings.kafka_bootstrap_servers, phases, handled))
+    return int(produced), len(phases)
 
 
 def assert_equal_to_replay(

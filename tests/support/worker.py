@@ -167,15 +167,16 @@ class WorkerProcess:
             + self.metric_sum("nurture_dead_letters_total")
         )
 
-    def wait_processed(self, count: int, timeout: float = 60.0) -> None:
-        """Poll /metrics until this process has handled ``count`` input messages, or raise."""
+    def wait_processed(self, count: int, timeout: float = 60.0, poll: float = 0.1) -> None:
+        """Poll /metrics every ``poll`` s until this process has handled ``count`` input
+        messages, or raise."""
         deadline = time.monotonic() + timeout
         seen = -1
         while time.monotonic() < deadline:
             seen = self.processed()
             if seen >= count:
                 return
-            time.sleep(0.1)  # poll interval of a condition with a deadline
+            time.sleep(poll)  # poll interval of a condition with a deadline
         raise TimeoutError(f"worker handled {seen} of {count} messages:\n{self.log_tail()}")
 
     def wait_ready(self, timeout: float = 120.0) -> None:
