@@ -320,7 +320,10 @@ class Figures:
     notes: list[str] = field(default_factory=list)
 
     def add(self, phase: str, figure: str, target: str = "", met: bool | None = None) -> None:
-        self.rows.append((phase, figure, target, "" if met is None else ("yes" if met else "NO")))
+        row = (phase, figure, target, "" if met is None else ("yes" if met else "NO"))
+        self.rows.append(row)
+        # printed at once too: a run stopped late keeps the figures of its finished phases
+        print(f"[{time.strftime('%H:%M:%S')}] {row[0]}: {row[1]} ({row[2]} {row[3]})", flush=True)
 
     def table(self) -> str:
         """One line per figure: phase, met?, target, then the figure (free width)."""
