@@ -131,7 +131,7 @@ def create_app(
         return None if value is None else int(value)
 
     store = TableStore(leads)
-    processor = LeadProcessor(rules, store, committed=committed)
+    processor = LeadProcessor(rules, store, committed=committed, cache_size=s.lead_cache_size)
     runner = LeadRunner(app, s, processor, store, m, counters=RuntimeCounters(m.registry))
     topic = runner.topic()
     topic.subscribe()

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         description="how long a partition waits for an input topic with unread data before "
         "it goes on without it in event time",
     )
+    lead_cache_size: int = Field(
+        30_000,
+        ge=1,
+        le=10_000_000,
+        description="decoded lead records kept in memory across batches (about 4 KB each)",
+    )
     state_write_buffer_mb: int = Field(
         4, ge=1, le=512, description="RocksDB memtable size per table partition (MB, 2 at most)"
     )

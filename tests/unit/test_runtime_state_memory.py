@@ -1,6 +1,7 @@
-"""The state tables' RocksDB memory budget: ``NURTURE_STATE_WRITE_BUFFER_MB`` and
+"""The worker's state memory budget: ``NURTURE_STATE_WRITE_BUFFER_MB`` and
 ``NURTURE_STATE_BLOCK_CACHE_MB`` reach the options Faust opens every table partition with
-(Faust's own defaults: 64 MB memtables, up to 3, and a 2 GB block cache per partition)."""
+(Faust's own defaults: 64 MB memtables, up to 3, and a 2 GB block cache per partition), and
+``NURTURE_LEAD_CACHE_SIZE`` bounds the decoded lead records kept between batches."""
 
 from __future__ import annotations
 
@@ -49,6 +50,23 @@ def test_each_state_table_opens_with_the_memory_budget(
     assert options.block_cache_size == cache_mb * MB
     opened = options.as_options()  # the rocksdict Options a partition's DB is opened with
     assert opened is not None
+
+
+@pytest.mark.parametrize(
+    ("fields", "want"),
+    [
+        pytest.param({}, 30_000, id="default"),
+        pytest.param({"lead_cache_size": 500}, 500, id="set"),
+    ],
+)
+def test_the_lead_cache_holds_at_most_the_configured_records(
+    tmp_path: Path, fields: dict[str, Any], want: int
+) -> None:
+    async def cache_size() -> int:
+        app: Any = create_app(_settings(tmp_path, **fields))
+        return int(app.nurture_agent.processor.cache_size)
+
+    assert asyncio.run(cache_size()) == want
 
 
 def test_a_zero_budget_fails_at_start_up(tmp_path: Path) -> None:
