@@ -43,6 +43,13 @@ class AccountRun:
         self.actions.extend(result.actions)
 
 
+def _pending(timers: tuple[AccountTimer, ...], due: int, timer_id: str) -> bool:
+    for t in timers:  # noqa: SIM110 - a loop, not any(genexpr): no generator per fired timer
+        if t.due == due and t.timer_id == timer_id:
+            return True
+    return False
+
+
 Sink = Callable[[str, AccountStep], None]
 
 
@@ -60,7 +67,9 @@ class AccountDriver:
         self.timers_fired = 0
 
     def _step(self, account_id: str, inp: Event | AccountTimerFired) -> None:
-        run = self.accounts.setdefault(account_id, AccountRun())
+        run = self.accounts.get(account_id)
+        if run is None:
+            run = self.accounts[account_id] = AccountRun()
         before = run.timers
         result = step_account(run.state, inp, self.config)
         run.apply(result)
@@ -76,7 +85,7 @@ class AccountDriver:
         while heap and heap[0][0] <= until:
             due, account_id, timer_id = heapq.heappop(heap)
             run = self.accounts[account_id]
-            if not any(t.timer_id == timer_id and t.due == due for t in run.timers):
+            if not _pending(run.timers, due, timer_id):
                 continue  # replaced or cancelled: a stale heap entry
             self.timers_fired += 1
             self._step(account_id, AccountTimerFired(account_id, timer_id, due))

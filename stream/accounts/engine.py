@@ -16,12 +16,13 @@ table, so a later event cannot make them reachable again.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 from stream.accounts import expansion, plays
-from stream.accounts.health import DAY, day_of
+from stream.accounts.health import DAY, day_of, entry_day
 from stream.accounts.model import (
     AccountState,
     AccountStep,
@@ -112,8 +113,8 @@ def step_account(
     w = Work(state, config, inp.event_id, inp.at, now)
     s = w.s
     s.watermark = now
-    keep = config.accounts.max_event_ids
-    s.seen_ids = (*s.seen_ids, inp.event_id)[-keep:]
+    seen, keep = s.seen_ids, config.accounts.max_event_ids
+    s.seen_ids = (seen[len(seen) - keep + 1 :] if len(seen) >= keep else seen) + (inp.event_id,)
     live = s.converted_at is not None and s.stage != "churned"
     band_before, flags_before = s.band, s.flags
     _fold(w, inp.type, inp.lead_id, inp.at, inp.properties)
@@ -251,9 +252,13 @@ def _count_session(w: Work, at: int) -> None:
     if day < oldest:
         return
     days = s.session_days
-    if days and days[0][0] >= oldest and days[-1][0] <= day:  # in order, nothing to drop
-        last_day, n = days[-1]
-        s.session_days = (*days[:-1], (day, n + 1)) if last_day == day else (*days, (day, 1))
+    if not days or days[-1][0] <= day:  # in order (the usual case)
+        if days and days[0][0] < oldest:  # drop the days no window sees any more
+            days = days[bisect_left(days, oldest, key=entry_day) :]
+        if days and days[-1][0] == day:
+            s.session_days = (*days[:-1], (day, days[-1][1] + 1))
+        else:
+            s.session_days = (*days, (day, 1))
         return
     counts = dict(s.session_days)
     counts[day] = counts.get(day, 0) + 1

@@ -8,7 +8,9 @@ anyone reading a transition can recompute it. Everything is a function of the st
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from functools import lru_cache
+from operator import itemgetter
 
 import msgspec
 
@@ -23,19 +25,20 @@ def day_of(ms: int) -> int:
     return ms // DAY
 
 
+entry_day = itemgetter(0)  # of a (day, sessions) entry of ``session_days``
+_sessions = itemgetter(1)
+
+
 def usage_trend(state: AccountState, now: int, rules: AccountRules) -> tuple[int, int]:
-    """Sessions in the last ``trend_window_days`` and in the window before it (one pass)."""
+    """Sessions in the last ``trend_window_days`` and in the window before it (the days are
+    sorted: three bisections, then C-level sums of two slices)."""
     window = rules.health.usage.trend_window_days
     today = day_of(now)
-    split, first = today - window, today - 2 * window
-    last = prev = 0
-    for day, n in state.session_days:
-        if day > split:
-            if day <= today:
-                last += n
-        elif day > first:
-            prev += n
-    return last, prev
+    days = state.session_days
+    first = bisect_right(days, today - 2 * window, key=entry_day)
+    split = bisect_right(days, today - window, key=entry_day)
+    end = bisect_right(days, today, key=entry_day)
+    return sum(map(_sessions, days[split:end])), sum(map(_sessions, days[first:split]))
 
 
 def weekly_active(state: AccountState, now: int, rules: AccountRules) -> int:
@@ -93,6 +96,7 @@ class HealthInputs(msgspec.Struct, frozen=True, gc=False):
     responses: int
     mean_answer: float | None
     billing_status: str
+    detractor: bool  # a user of a detractor role answered NPS at or below detractor_max_nps
 
 
 class Assessment(msgspec.Struct, frozen=True, gc=False):
@@ -118,7 +122,15 @@ def measure(state: AccountState, now: int, rules: AccountRules) -> HealthInputs:
             opened += 1
             if t.severity == "urgent":
                 urgent += 1
-    answers = [a for a in (latest_answer(u) for u in state.users) if a is not None]
+    f = rules.flags
+    answers: list[float] = []
+    detractor = False
+    for u in state.users:
+        answer = latest_answer(u)
+        if answer is not None:
+            answers.append(answer)
+        if u.nps is not None and u.nps <= f.detractor_max_nps and u.role in f.detractor_roles:
+            detractor = True
     return HealthInputs(
         weekly_active=weekly_active(state, now, rules),
         seats=seats(state),
@@ -131,6 +143,7 @@ def measure(state: AccountState, now: int, rules: AccountRules) -> HealthInputs:
         responses=len(answers),
         mean_answer=sum(answers) / len(answers) if answers else None,
         billing_status=state.billing_status,
+        detractor=detractor,
     )
 
 
@@ -234,35 +247,38 @@ def risk_flags(
 ) -> tuple[str, ...]:
     f = rules.flags
     m = m if m is not None else measure(state, now, rules)
-    raised: set[str] = set()
+    raised: list[str] = []  # in FLAG_ORDER
     if state.billing_status in f.payment_failed_statuses:
-        raised.add("payment_failed")
+        raised.append("payment_failed")
     last, prev = m.sessions_last, m.sessions_prev
     if prev >= f.usage_drop_min_baseline_sessions:
         if "usage_drop" in state.flags:  # hysteresis: clears once the drop is under clear_pct
             if last < prev * (1 - f.usage_drop_clear_pct / 100):
-                raised.add("usage_drop")
+                raised.append("usage_drop")
         elif (
             last < prev * (1 - f.usage_drop_pct / 100)
             and drop_p_value(last, prev) <= f.usage_drop_max_p_value
         ):
-            raised.add("usage_drop")
+            raised.append("usage_drop")
     if m.urgent_open >= f.urgent_tickets_min:
-        raised.add("urgent_tickets")
-    if any(
-        u.role in f.detractor_roles and u.nps is not None and u.nps <= f.detractor_max_nps
-        for u in state.users
-    ):
-        raised.add("detractor")
-    return tuple(x for x in FLAG_ORDER if x in raised)
+        raised.append("urgent_tickets")
+    if m.detractor:
+        raised.append("detractor")
+    return tuple(raised)
+
+
+@lru_cache(maxsize=65_536)
+def _score(values: tuple[float, ...], weights: tuple[float, ...]) -> float:
+    """The sum of the components' points (each rounded, as :class:`Component` shows them);
+    cached: rounding to 2 digits is the dearest arithmetic and most values repeat."""
+    return round(sum([round(v * w, 2) for v, w in zip(values, weights, strict=True)]), 2)
 
 
 def assess(state: AccountState, now: int, rules: AccountRules) -> Assessment:
     """Score, band and flags at ``now`` (cheap: no explanation built)."""
     m = measure(state, now, rules)
     values = _values(m, rules)
-    points = [round(v * w, 2) for v, w in zip(values, _weights(rules), strict=True)]
-    score = round(sum(points), 2)
+    score = _score(values, _weights(rules))
     return Assessment(m, values, score, band_of(score, rules), risk_flags(state, now, rules, m))
 
 

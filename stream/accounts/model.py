@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 from stream.core.model import DAY_MS, action_record, ms_to_rfc3339
@@ -141,8 +142,9 @@ class AccountTimerFired:
     at: int
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class AccountTimer:
+class AccountTimer(msgspec.Struct, frozen=True, order=True, gc=False):
+    """Built on every step (msgspec: in C); ordered by (due, timer_id, kind)."""
+
     due: int
     timer_id: str
     kind: str

@@ -11,6 +11,7 @@ action id is derived from its cause (:func:`stream.core.ids.action_id`).
 from __future__ import annotations
 
 from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
 from stream.accounts.config import AccountRules
@@ -28,6 +29,7 @@ from stream.core.emails import frequency_gate
 from stream.core.ids import action_id
 from stream.core.quiet import deliver_after
 
+_lead_id = attrgetter("lead_id")
 #: channels that reach a person (suppression and holdout apply); csm_task goes to our own CSM
 PERSONAL = frozenset({"email", "in_app", "exec_briefing", "community", "webinar"})
 
@@ -41,6 +43,7 @@ class Work:
         "caused_by",
         "cfg",
         "dirty_users",
+        "new_users",
         "now",
         "rules",
         "s",
@@ -57,8 +60,12 @@ class Work:
         self.caused_by = caused_by
         self.at = at
         self.now = now
-        self.users: dict[str, User] = {u.lead_id: u for u in state.users}
+        users = state.users
+        self.users: dict[str, User] = dict(zip(map(_lead_id, users), users, strict=True))
         self.dirty_users = False  # users changed since the state's tuple was built
+        # a user was added: the dict is no longer in the tuple's lead_id order (replacing a
+        # value keeps its place and removing one keeps the others' order)
+        self.new_users = False
         self.transitions: list[AccountTransition] = []
         self.actions: list[AccountAction] = []
         self.assessment: Assessment | None = None  # the last health evaluation of this step
@@ -80,17 +87,21 @@ class Work:
             self.dirty_users = True
         new = User(lead_id)
         self.users[lead_id] = new
-        self.dirty_users = True
+        self.dirty_users = self.new_users = True
         return new
 
     def set_user(self, user: User) -> None:
+        if user.lead_id not in self.users:
+            self.new_users = True
         self.users[user.lead_id] = user
         self.dirty_users = True
 
     def sync_users(self) -> None:
-        if self.dirty_users:
+        if self.new_users:
             self.s.users = tuple(self.users[k] for k in sorted(self.users))
-            self.dirty_users = False
+        elif self.dirty_users:
+            self.s.users = tuple(self.users.values())
+        self.dirty_users = self.new_users = False
 
     # --- health --------------------------------------------------------------------------
     def refresh_health(self) -> Assessment:
@@ -206,7 +217,10 @@ class Work:
 
     # --- plays ---------------------------------------------------------------------------
     def play_open(self, play: str) -> bool:
-        return any(p == play for p, _ in self.s.plays)
+        for p, _since in self.s.plays:  # noqa: SIM110 - no generator per call (hot path)
+            if p == play:
+                return True
+        return False
 
     def play_since(self, play: str) -> int | None:
         for p, since in self.s.plays:
