@@ -113,6 +113,14 @@ def cpu_seconds(workers: list[WorkerProcess]) -> float:
     return total
 
 
+def _metric(worker: WorkerProcess, name: str) -> float:
+    """A metric of a worker, NaN if it is too busy to answer."""
+    try:
+        return worker.metric_sum(name)
+    except (OSError, RuntimeError, ValueError):
+        return float("nan")
+
+
 def handled(workers: list[WorkerProcess], last: dict[int, int]) -> int:
     """Messages the workers handled; a worker too busy to answer /metrics within its 5 s
     timeout (seen at load ~15) counts with its last answer (``last``, by index)."""
@@ -152,7 +160,11 @@ def time_group(
             time.sleep(0.5)  # /metrics costs the workers CPU: poll twice a second
         seconds, cpu = time.perf_counter() - t0, cpu_seconds(workers) - cpu0
         shares = ", ".join(f"{n:,}" for n in last.values())
-        note = f"{cpu:.0f} worker CPU s ({total / cpu:,.0f} events per CPU s); handled {shares}"
+        gave_up = sum(_metric(w, "nurture_runtime_eventtime_idle_timeouts_total") for w in workers)
+        note = (
+            f"{cpu:.0f} worker CPU s ({total / cpu:,.0f} events per CPU s); handled {shares}; "
+            f"merge gave up waiting {gave_up:.0f} times"
+        )
     finally:
         for w in workers:
             w.stop()
