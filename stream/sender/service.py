@@ -88,6 +88,12 @@ class SenderMetrics:
         self.held = Gauge(
             "nurture_sender_held", "actions held until deliver_after", registry=self.registry
         )
+        self.produce_retries = Counter(
+            "nurture_sender_produce_retries",
+            "produce rounds (email.sent, dead letters) retried after a Kafka error: a broker "
+            "outage is waited out, the offsets stay uncommitted meanwhile",
+            registry=self.registry,
+        )
 
     def serve(self, host: str, port: int) -> None:
         from prometheus_client import start_http_server
@@ -281,12 +287,37 @@ class Sender:
         unsent, self._unsent = self._unsent, {}
         if unsent:
             topic = self.s.topic_email_events
-            futures = [await self._producer.send(topic, v, key=k) for k, v in unsent.values()]
-            await asyncio.gather(*futures)
+            await self._produce_acked([(topic, k, v) for k, v in unsent.values()])
             for action_id in unsent:
                 self.store.mark_published(action_id)
         if self.store.sync():
             self.metrics.syncs.inc()
+
+    async def _produce_acked(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        """Produce ``records`` and wait for their acks, waiting out a broker outage (a
+        timeout, no leader, a refused connection) with the sender's backoff instead of exiting:
+        the batch's offsets are committed only after this returns, so a retry can repeat a
+        record (the same ``event_id``), never lose one. (In a full ``make chaos`` run the sender
+        exited on a ``KafkaTimeoutError`` here while the broker restarted.)"""
+        from aiokafka.errors import KafkaError
+
+        delay = self.s.sender_backoff_seconds
+        while True:
+            try:
+                futures = [await self._producer.send(t, v, key=k) for t, k, v in records]
+                await asyncio.gather(*futures)
+                return
+            except KafkaError as exc:
+                self.metrics.produce_retries.inc()
+                log.warning(
+                    "producing %d records failed (%s: %s); retrying in %.1f s",
+                    len(records),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(max(2 * delay, 0.1), self.s.sender_backoff_max_seconds)
 
     async def _attempt(self, outbound: Outbound) -> TransportError | None:
         """Deliver with retries and exponential backoff; the last error if every try failed."""
@@ -367,8 +398,7 @@ class Sender:
         self.metrics.actions.labels("dead_lettered").inc()
 
     async def _send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        future = await self._producer.send(topic, value, key=key)
-        await future
+        await self._produce_acked([(topic, key, value)])
 
 
 def _deliver_after(action: Mapping[str, Any]) -> int | None:

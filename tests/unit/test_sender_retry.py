@@ -1,9 +1,14 @@
-"""Delivery retries: backoff between tries, success after failures, the last error after N."""
+"""Delivery retries: backoff between tries, success after failures, the last error after N;
+and producing ``email.sent`` waits out a broker outage instead of exiting."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 
 from stream.core.config import load_config
 from stream.sender.service import Sender
@@ -54,3 +59,38 @@ def test_every_attempt_failing_returns_the_last_error(tmp_path: Path) -> None:
     error = asyncio.run(sender._attempt(OUT))
     assert isinstance(error, TransportError) and "refused #4" in str(error)
     assert len(flaky.calls) == 4
+
+
+class OutageProducer:
+    """A producer stand-in whose first ``failures`` sends raise what aiokafka raises while the
+    broker restarts; it records the records it accepted."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.accepted: list[tuple[str, bytes | None, bytes]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None) -> Any:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.accepted.append((topic, key, value))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+def test_email_sent_is_published_after_a_broker_outage(tmp_path: Path) -> None:
+    sender = _sender(tmp_path, Flaky(failures=0), attempts=1)
+    producer = OutageProducer([KafkaTimeoutError(), NotLeaderForPartitionError()])
+    sender._producer = producer
+    action = {"action_id": "a-9", "lead_id": "L-9", "template": "t"}
+    sender.store.mark("a-9", "delivered", "t", 1_000)
+    asyncio.run(sender._publish_sent(action, 1_000))
+    asyncio.run(sender.settle())
+    assert producer.calls == 3  # two failed rounds, then the record
+    assert [orjson.loads(v)["event_id"] for _t, _k, v in producer.accepted] == ["sent-a-9"]
+    assert sender.metrics.produce_retries._value.get() == 2
+    marker = sender.store.marker("a-9")
+    assert marker is not None and marker.published
+    sender.store.close()
