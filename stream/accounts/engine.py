@@ -154,7 +154,7 @@ def _prune(w: Work) -> None:
 
 def _fold(w: Work, etype: str, lead_id: str, at: int, props: Mapping[str, Any]) -> None:
     s = w.s
-    user = w.user(lead_id) if etype in PERSONAL else w.users.get(lead_id)
+    user = w.user(lead_id) if etype in PERSONAL else None  # only personal events use it
     if user is not None and etype in ACTIVITY:
         if user.last_active_at is None or at > user.last_active_at:
             w.set_user(replace(user, last_active_at=at))

@@ -258,6 +258,8 @@ def _advocacy(w: Work) -> None:
         and w.now - s.last_advocacy_ask_at < a.interval_days * DAY
     ):
         return
+    if s.band != "green" or s.flags:
+        return  # the gate's green_health or no_risk_flag fails (the cheap checks first)
     gate = advocacy_gate(w)
     if not all(gate.values()):
         return

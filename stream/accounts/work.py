@@ -11,7 +11,6 @@ action id is derived from its cause (:func:`stream.core.ids.action_id`).
 from __future__ import annotations
 
 from dataclasses import replace
-from operator import attrgetter
 from typing import Any
 
 from stream.accounts.config import AccountRules
@@ -29,7 +28,6 @@ from stream.core.emails import frequency_gate
 from stream.core.ids import action_id
 from stream.core.quiet import deliver_after
 
-_lead_id = attrgetter("lead_id")
 #: channels that reach a person (suppression and holdout apply); csm_task goes to our own CSM
 PERSONAL = frozenset({"email", "in_app", "exec_briefing", "community", "webinar"})
 
@@ -37,6 +35,7 @@ PERSONAL = frozenset({"email", "in_app", "exec_briefing", "community", "webinar"
 class Work:
     __slots__ = (
         "_explained",
+        "_users",
         "actions",
         "assessment",
         "at",
@@ -48,7 +47,6 @@ class Work:
         "rules",
         "s",
         "transitions",
-        "users",
     )
 
     def __init__(
@@ -60,8 +58,7 @@ class Work:
         self.caused_by = caused_by
         self.at = at
         self.now = now
-        users = state.users
-        self.users: dict[str, User] = dict(zip(map(_lead_id, users), users, strict=True))
+        self._users: dict[str, User] | None = None  # by lead_id, built on first use
         self.dirty_users = False  # users changed since the state's tuple was built
         # a user was added: the dict is no longer in the tuple's lead_id order (replacing a
         # value keeps its place and removing one keeps the others' order)
@@ -72,6 +69,17 @@ class Work:
         self._explained: Health | None = None  # its explanation, built once an output needs it
 
     # --- users ---------------------------------------------------------------------------
+    @property
+    def users(self) -> dict[str, User]:
+        """The account's users by lead_id (in the state's order), built on first use: most
+        timer steps and account-level events never look at a user."""
+        users = self._users
+        if users is None:
+            # the state's own tuple until sync_users replaces it (a comprehension: for a few
+            # users it is cheaper than dict(zip(map(...))))
+            users = self._users = {u.lead_id: u for u in self.s.users}
+        return users
+
     def user(self, lead_id: str) -> User | None:
         """The account's user, added if new (bounded: a full table evicts the least recently
         active user that is not suppressed; a suppressed user is never forgotten)."""
@@ -97,6 +105,8 @@ class Work:
         self.dirty_users = True
 
     def sync_users(self) -> None:
+        if self._users is None:
+            return  # never looked at, so unchanged
         if self.new_users:
             self.s.users = tuple(self.users[k] for k in sorted(self.users))
         elif self.dirty_users:
