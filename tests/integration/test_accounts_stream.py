@@ -27,12 +27,9 @@ from typing import TYPE_CHECKING
 
 from stream.runtime.accounts import account_topic_name
 from tests.support.account_stream import (
-    as_records,
-    build_input,
-    core_outputs,
-    file_order,
     forwards,
     live_outputs,
+    persona_run,
     read_account_outputs,
     topic_order,
 )
@@ -45,15 +42,15 @@ if TYPE_CHECKING:
 def test_customer_personas_through_kafka_equal_replaying_the_file(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    settings = kafka_settings.model_copy(
-        update={"accounts_enabled": True, "max_task_idle_ms": 10_000}
+    personas = persona_run(kafka_settings, tmp_path / "events.jsonl")
+    settings, per_file, want, records = (
+        personas.settings,
+        personas.per_file,
+        personas.want,
+        personas.records,
     )
-    events = build_input(tmp_path / "events.jsonl")
-    per_file = file_order(events)
-    want = core_outputs(per_file)
-    n_want = sum(len(v) for v in want.values())
+    n_want = personas.n_want
     n_account_events = sum(len(v) for v in per_file.values())
-    records = as_records(settings, events)
     bootstrap = settings.kafka_bootstrap_servers
 
     produce_raw(bootstrap, records)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ import orjson
 from stream.accounts.driver import AccountDriver
 from stream.accounts.model import AccountStep
 from stream.core.config import load_config
-from stream.core.model import DAY_MS, HOUR_MS, Event, ms_to_rfc3339
+from stream.core.model import DAY_MS, HOUR_MS, Event, ms_to_rfc3339, rfc3339_to_ms
 from stream.offline.customers import CUSTOMER_PERSONAS
 from stream.offline.simulate import SimEvent, generate
 from stream.runtime.accounts import account_key
@@ -46,6 +47,35 @@ def build_input(path: Path, days: float = 60, seed: int = 11) -> list[SimEvent]:
         events.append(SimEvent(t_end, lead, "crm", orjson.dumps(doc)))
     path.write_bytes(b"".join(e.line + b"\n" for e in events))
     return events
+
+
+@dataclass(frozen=True)
+class PersonaRun:
+    """The input of a personas-through-Kafka test and its reference: the settings (accounts on,
+    the event-time merges waiting up to 10 s: a loaded machine must not turn a slow lead batch
+    into an idle timeout), each account's events in file order, the replay's outputs, and the
+    (topic, key, value) records in the file's order."""
+
+    settings: Settings
+    events: list[SimEvent]
+    per_file: dict[str, list[Event]]
+    want: dict[str, set[str]]
+    records: list[tuple[str, bytes, bytes]]
+
+    @property
+    def n_want(self) -> int:
+        return sum(len(v) for v in self.want.values())
+
+
+def persona_run(kafka_settings: Settings, path: Path, seed: int = 11) -> PersonaRun:
+    """Customer personas written to ``path`` (:func:`build_input`) and their replay."""
+    settings = kafka_settings.model_copy(
+        update={"accounts_enabled": True, "max_task_idle_ms": 10_000}
+    )
+    events = build_input(path, seed=seed)
+    per_file = file_order(events)
+    want = core_outputs(per_file)
+    return PersonaRun(settings, events, per_file, want, as_records(settings, events))
 
 
 def as_records(settings: Settings, events: Iterable[SimEvent]) -> list[tuple[str, bytes, bytes]]:
@@ -146,3 +176,65 @@ def read_account_outputs(settings: Settings, want: int, timeout: float) -> list[
         if sum(len(v) for v in live_outputs(rows).values()) >= want or time.monotonic() > deadline:
             return rows
         time.sleep(2)  # poll interval of a condition with a deadline
+
+
+def _incarnation(ts_ms: int, starts_ms: list[int]) -> int:
+    """Which worker process (1-based, by start time) was running at wall time ``ts_ms``."""
+    return sum(1 for s in starts_ms if s <= ts_ms) or 1
+
+
+def explain_difference(
+    account: str,
+    want: set[str],
+    rows: Iterable[dict[str, Any]],
+    forwarded: Iterable[dict[str, Any]],
+    starts_ms: list[int],
+    logs: Iterable[Path],
+) -> str:
+    """Why ``account``'s outputs differ from the replay, in full: the records only the replay
+    has and those only the output topics have (sorted by event time, each read record with the
+    worker process that sent it, by Kafka timestamp against the processes' start times), the
+    account's forwards around the first difference (account-topic offset, origin, sending
+    process), and the workers' event-time merge give-ups and stalled-input lines."""
+    seen: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        value = row["value"]
+        if isinstance(value, dict) and value.get("account_id") == account:
+            seen.setdefault(orjson.dumps(value).decode(), row)
+
+    def at(record: str) -> str:
+        return str(orjson.loads(record).get("at", ""))
+
+    got = set(seen)
+    lines = [f"{account}: replay {len(want)} records, read {len(got)}"]
+    lines.append(f"only in the replay ({len(want - got)}):")
+    lines += [f"  - {r}" for r in sorted(want - got, key=at)]
+    lines.append(f"only read from the output topics ({len(got - want)}):")
+    for r in sorted(got - want, key=at):
+        ts = seen[r]["timestamp"]
+        lines.append(f"  + [worker {_incarnation(ts, starts_ms)}, ts {ts}] {r}")
+    differing = sorted((want ^ got), key=at)
+    if differing:
+        first = rfc3339_to_ms(at(differing[0]))
+        lines.append("the account's forwards within 3 days before the first difference:")
+        for f in sorted(forwards(forwarded), key=lambda r: (r["partition"], r["offset"])):
+            event = f["value"]["event"]
+            if event.get("account_id") != account:
+                continue
+            t = rfc3339_to_ms(event["occurred_at"])
+            if first - 3 * DAY_MS <= t <= first + HOUR_MS:
+                lines.append(
+                    f"  p{f['partition']}@{f['offset']} [worker "
+                    f"{_incarnation(f['timestamp'], starts_ms)}] src {f['value']['src']} "
+                    f"{event['occurred_at']} {event['type']} {event.get('lead_id')}"
+                )
+    for path in logs:
+        text = path.read_text(errors="replace")
+        notes = [
+            line
+            for line in text.splitlines()
+            if "stopped waiting" in line or "stalled input" in line or "late input" in line
+        ]
+        lines.append(f"{path.name}: {len(notes)} merge give-ups, late inputs, stalls")
+        lines += [f"  {line[:400]}" for line in notes[:20]]
+    return "\n".join(lines)
