@@ -131,14 +131,18 @@ def account_processor(
     committed: Committed = _never,
     cache_size: int = 20_000,
 ) -> LeadProcessor:
-    """The processor of the ``accounts`` table (its inputs carry an :class:`AccountInput`)."""
+    """The processor of the ``accounts`` table (its inputs carry an :class:`AccountInput`).
+    The account runner reads the account topic in event time (its merge over the lead
+    partitions, :mod:`stream.runtime.account_merge`), so account timers fire on the partition's
+    stream time like lead timers (the wall clock only once caught up): a backlog gives replay's
+    outputs. (On ``max(wall clock, the account's event)`` instead, a backlog older than the
+    wall clock fired every account's daily timers up to now before its first event.)"""
     return LeadProcessor(
         config,
         store,
         cache_size=cache_size,
         clock=clock,
         committed=committed,
-        key_clock=True,  # the account topic is not in event time (see LeadProcessor)
         step=account_step,
         encode=encode_account,
         decode=decode_state,
