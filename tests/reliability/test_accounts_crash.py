@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import random
 import time
-import urllib.error
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,18 +52,6 @@ if TYPE_CHECKING:
 
 SEED = 5
 CHUNKS = 5
-
-
-def _processed(worker: WorkerProcess, timeout: float = 60) -> int:
-    """The worker's handled-input count; asked again while /metrics does not answer in time
-    (a long batch holds the worker's event loop on a loaded machine)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return worker.processed()
-        except (TimeoutError, urllib.error.URLError):
-            if time.monotonic() > deadline:
-                raise
 
 
 def _wait_all_consumed(settings: Settings, timeout: float) -> None:
@@ -96,12 +83,12 @@ def test_sigkill_during_account_processing_loses_nothing(
         size = len(events) // CHUNKS + 1
         for c in range(CHUNKS):
             worker.wait_ready()
-            start = _processed(worker)
+            start = worker.processed_answered()
             produce_live(settings, events[c * size : (c + 1) * size])  # see the module doc
             if c in (1, 2, 3):
                 # kill once the worker is busy with this chunk, after a random extra delay
                 deadline = time.monotonic() + 120
-                while _processed(worker) <= start and time.monotonic() < deadline:
+                while worker.processed_answered() <= start and time.monotonic() < deadline:
                     time.sleep(0.02)  # poll interval of a condition with a deadline
                 time.sleep(rng.uniform(0.0, 1.5))  # a random kill point, not a synchronisation
                 worker.kill()

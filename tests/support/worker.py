@@ -167,13 +167,24 @@ class WorkerProcess:
             + self.metric_sum("nurture_dead_letters_total")
         )
 
+    def processed_answered(self, timeout: float = 60.0) -> int:
+        """:meth:`processed`, asked again while /metrics does not answer in time (a long batch
+        holds the worker's event loop on a loaded machine), up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.processed()
+            except (TimeoutError, urllib.error.URLError):
+                if time.monotonic() > deadline:
+                    raise
+
     def wait_processed(self, count: int, timeout: float = 60.0, poll: float = 0.1) -> None:
         """Poll /metrics every ``poll`` s until this process has handled ``count`` input
         messages, or raise."""
         deadline = time.monotonic() + timeout
         seen = -1
         while time.monotonic() < deadline:
-            seen = self.processed()
+            seen = self.processed_answered(max(1.0, deadline - time.monotonic()))
             if seen >= count:
                 return
             time.sleep(poll)  # poll interval of a condition with a deadline
