@@ -372,7 +372,7 @@ class LeadRunner:
         for m in messages:
             unacked.add(m)  # a rebalance waits for this batch (Consumer.wait_empty)
         result = self.processor.process(p, inputs, caught_up)
-        if result.late and not self.processor.key_clock:
+        if result.late:
             self._log_late(p, result)
         if result.writes:
             self.store.write(p, result.writes)

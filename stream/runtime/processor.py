@@ -165,7 +165,6 @@ class LeadProcessor:
         clock: Callable[[], int] = now_ms,
         committed: Committed = _never,
         fire_limit: int = 2000,
-        key_clock: bool = False,
         step: Callable[..., Any] | None = None,
         encode: Callable[[Any], bytes] | None = None,
         decode: Callable[[bytes], Any] | None = None,
@@ -177,10 +176,6 @@ class LeadProcessor:
         self.clock = clock
         self.committed = committed
         self.fire_limit = fire_limit
-        # key_clock: a key's timers fire on max(wall clock, its own event time), not on the
-        # partition's stream time - for an input whose partition order is not event time
-        # (the account topic interleaves the account events of several input partitions)
-        self.key_clock = key_clock
         self._step = step or engine.step
         self._encode = encode or state.encode_state
         self._decode = decode or state.decode_state
@@ -336,8 +331,6 @@ class LeadProcessor:
         step = self._step
         config = self.config
         st_time = part.stream_time
-        key_clock = self.key_clock
-        wall = self.clock() if key_clock else NO_TIME
         for inp in inputs:
             if journal:
                 leads = journal.get(f"{inp.topic}:{inp.offset}")
@@ -364,12 +357,11 @@ class LeadProcessor:
                 res.late += 1
             before = rec.state
             out = _Pending()
-            until = max(wall, event.at) if key_clock else st_time
             try:
-                st = self._fire_due(before, lead_id, until, out)
+                st = self._fire_due(before, lead_id, st_time, out)
                 result = step(st, event, config)
                 self._collect(result, out)
-                st = self._fire_due(result.state, lead_id, until, out)
+                st = self._fire_due(result.state, lead_id, st_time, out)
             except Exception as exc:  # a core bug must not stop the worker: park the input
                 res.failed.append((inp, repr(exc)[:500]))
                 continue
@@ -384,9 +376,7 @@ class LeadProcessor:
                 rec.state = st
                 dirty[lead_id] = rec
                 due.set(lead_id, _next_due(st))
-        if key_clock:
-            st_time = wall  # the partition's timers fire on the wall clock
-        elif caught_up:
+        if caught_up:
             st_time = max(st_time, self.clock())
         part.stream_time = res.stream_time = st_time
         for lead_id, _due in due.pop_due(st_time, self.fire_limit):
