@@ -11,8 +11,10 @@ re-sent), which the worker drops by the per-origin offsets in the account's reco
 duplicate outputs (at-least-once re-sends) are printed.
 
 Each chunk is produced while the worker reads it, as live traffic
-(:func:`tests.support.backlog.produce_live`: in phases, so that whenever the worker sees an
-event of a partition, every earlier one of that partition is on the broker). Produced with the
+(:func:`tests.support.backlog.produce_live`: in phases, each produced once the worker has
+handled the previous one, so no event of a partition is read before an earlier one of another
+topic is on the broker; after a restart the count includes re-delivered input, so the first
+barriers may pass early, and a late input would be logged and printed). Produced with the
 usual per-partition batching instead, a later product event could reach the broker, and be
 processed, before an earlier CRM event of the same lead partition that was not on the broker
 yet: the worker waits only for input it knows is unread (``max_task_idle_ms``), so that input
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
 
 SEED = 5
 CHUNKS = 5
+KILLED = (1, 2, 3)  # the chunks during which the worker is SIGKILLed
 
 
 def _wait_all_consumed(settings: Settings, timeout: float) -> None:
@@ -84,8 +87,18 @@ def test_sigkill_during_account_processing_loses_nothing(
         for c in range(CHUNKS):
             worker.wait_ready()
             start = worker.processed_answered()
-            produce_live(settings, events[c * size : (c + 1) * size])  # see the module doc
-            if c in (1, 2, 3):
+            chunk = events[c * size : (c + 1) * size]
+            unwaited = len(chunk) if c in KILLED else -1  # killed while it reads the last phase
+
+            def handled(
+                n: int, w: WorkerProcess = worker, start: int = start, end: int = unwaited
+            ) -> None:
+                """The phase barrier of produce_live (see the module doc)."""
+                if n != end:
+                    w.wait_processed(start + n, timeout=120, poll=0.02)
+
+            produce_live(settings, chunk, handled)
+            if c in KILLED:
                 # kill once the worker is busy with this chunk, after a random extra delay
                 deadline = time.monotonic() + 120
                 while worker.processed_answered() <= start and time.monotonic() < deadline:
