@@ -44,6 +44,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stream.commands.heap import tune_gc
     from stream.core.config import load_config
     from stream.core.model import rfc3339_to_ms
     from stream.offline.replay import replay_file
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     until = rfc3339_to_ms(args.until) if args.until else None
     config = load_config(args.config)
     progress = bool(args.progress or sys.stderr.isatty())
+    tune_gc()  # this process, and each shard process (stream.offline.shards)
     began = time.perf_counter()
     stats = replay_file(
         args.events,

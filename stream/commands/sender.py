@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stream.commands.heap import tune_gc
     from stream.sender.service import run_sender
     from stream.settings import load_settings
 
@@ -43,4 +44,5 @@ def run(args: argparse.Namespace) -> int:
         "sender_data_dir",
     )
     overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    tune_gc()
     return run_sender(load_settings(**overrides))

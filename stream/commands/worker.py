@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stream.app import run_worker
+    from stream.commands.heap import tune_gc
     from stream.settings import load_settings
 
     keys = (
@@ -44,4 +45,5 @@ def run(args: argparse.Namespace) -> int:
         "processing_guarantee",
     )
     overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    tune_gc()
     return run_worker(load_settings(**overrides))
