@@ -47,12 +47,13 @@ import orjson
 import pytest
 
 from stream.core.config import load_config
-from stream.core.model import DAY_MS, HOUR_MS, ms_to_rfc3339, rfc3339_to_ms
+from stream.core.model import DAY_MS, HOUR_MS, rfc3339_to_ms
 from stream.kafka_local import LocalKafka
 from stream.offline.replay import replay_file
 from stream.offline.simulate import SimEvent, generate
 from stream.settings import Settings
 from stream.topics_admin import catalog_from_settings, ensure_topics
+from tests.support.backlog import flush_events
 from tests.support.rules import quiet_hours_off_file
 from tests.support.sender import SenderProcess, SmtpSink, wait_group_caught_up
 from tests.support.worker import (
@@ -89,14 +90,7 @@ def build_input(path: Path) -> tuple[list[SimEvent], int]:
     at = {id(e): event_time(e) for e in events}
     late = sum(1 for e in events if e.deliver_at > at[id(e)])
     t_end = max(e.deliver_at for e in events) + HOUR_MS
-    for n, lead in enumerate(sorted({e.lead_id for e in events})):
-        doc = {
-            "event_id": f"flush-{n:07d}",
-            "type": "email.opened",
-            "lead_id": lead,
-            "occurred_at": ms_to_rfc3339(t_end),
-        }
-        flush = SimEvent(t_end, lead, "email", orjson.dumps(doc))
+    for flush in flush_events({e.lead_id for e in events}, t_end):
         at[id(flush)] = t_end
         events.append(flush)
     events.sort(key=lambda e: (at[id(e)], TIE_ORDER[e.source]))

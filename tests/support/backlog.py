@@ -59,20 +59,35 @@ def build_input(path: Path, leads: int, days: int, seed: int) -> tuple[list[SimE
     start = (int(time.time() * 1000) // DAY_MS + 365) * DAY_MS
     events = list(generate(leads, days, seed, start=start, late_share=0.0))
     t_end = max(e.deliver_at for e in events) + HOUR_MS
-    for n, lead in enumerate(sorted({e.lead_id for e in events})):
-        doc = {
-            "event_id": f"flush-{n:07d}",
-            "type": "email.opened",
-            "lead_id": lead,
-            "occurred_at": ms_to_rfc3339(t_end),
-        }
-        events.append(SimEvent(t_end, lead, "email", orjson.dumps(doc)))
+    events += flush_events({e.lead_id for e in events}, t_end)
     # replay sorts by event time, stably: give it equal times in the worker's topic order
     events.sort(key=lambda e: (e.deliver_at, TIE_ORDER[e.source]))
     with open(path, "wb") as fh:
         for e in events:
             fh.write(e.line + b"\n")
     return events, start
+
+
+def flush_events(leads: Iterable[str], t_end: int) -> list[SimEvent]:
+    """One ``email.opened`` per lead at ``T_end`` (after every other event), in lead order:
+    every partition's stream time then reaches the final watermark, so the worker fires every
+    timer due up to ``T_end``, as replay does."""
+    return [
+        SimEvent(
+            t_end,
+            lead,
+            "email",
+            orjson.dumps(
+                {
+                    "event_id": f"flush-{n:07d}",
+                    "type": "email.opened",
+                    "lead_id": lead,
+                    "occurred_at": ms_to_rfc3339(t_end),
+                }
+            ),
+        )
+        for n, lead in enumerate(sorted(leads))
+    ]
 
 
 def cross_topic_inversions(events: Iterable[SimEvent], order: Sequence[str] = TOPIC_ORDER) -> int:
