@@ -323,7 +323,8 @@ class Figures:
         row = (phase, figure, target, "" if met is None else ("yes" if met else "NO"))
         self.rows.append(row)
         # printed at once too: a run stopped late keeps the figures of its finished phases
-        print(f"[{time.strftime('%H:%M:%S')}] {row[0]}: {row[1]} ({row[2]} {row[3]})", flush=True)
+        verdict = f" (target {target}: {row[3]})" if target else ""
+        print(f"[{time.strftime('%H:%M:%S')}] {phase}: {figure}{verdict}", flush=True)
 
     def table(self) -> str:
         """One line per figure: phase, met?, target, then the figure (free width)."""
