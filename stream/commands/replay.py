@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     until = rfc3339_to_ms(args.until) if args.until else None
     config = load_config(args.config)
     progress = bool(args.progress or sys.stderr.isatty())
-    tune_gc()  # this process, and each shard process (stream.offline.shards)
+    tune_gc()  # this process (shard processes tune themselves: stream.offline.shards)
     began = time.perf_counter()
     stats = replay_file(
         args.events,

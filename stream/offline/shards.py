@@ -16,7 +16,6 @@ fixed (not derived from the number of processes), so the outputs are byte-identi
 
 from __future__ import annotations
 
-import gc
 import heapq
 import multiprocessing
 import resource
@@ -29,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from stream.commands.heap import GEN0_THRESHOLD, tune_gc
+from stream.commands.heap import tune_gc
 from stream.offline.order import Scan, bucket_events
 from stream.offline.outputs import FlowStats, Recorder
 from stream.offline.runner import EventTimeRunner, replay_collector
@@ -218,10 +217,8 @@ def run_buckets(
     # "spawn": a fresh interpreter, not a copy of this process's memory
     context = multiprocessing.get_context("spawn")
     workers = min(jobs, len(order))
-    pool_options: dict[str, Any] = {"max_workers": workers, "mp_context": context}
-    if gc.get_threshold()[0] >= GEN0_THRESHOLD:  # the command tuned this process: the shards too
-        pool_options["initializer"] = tune_gc
-    with ProcessPoolExecutor(**pool_options) as pool:
+    # each shard is a fresh bulk process: the collector settings of stream.commands.heap
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=tune_gc) as pool:
         lead_futures: dict[int, Future[BucketResult]] = {}
         account_futures: dict[int, Future[AccountBucketResult]] = {}
         for kind, b, _ in order:
