@@ -102,6 +102,11 @@ def create_app(
         # throughput: batch produce requests (5 ms linger, well inside the 50 ms
         # event-to-action budget) and fetch in larger bites
         producer_linger=0.005,
+        # one open batch per topic partition takes a whole batch's records: aiokafka's
+        # ``add_message`` awaits the drain of a full batch (a produce round trip, one request
+        # in flight per broker), and Faust's 16 KB default held ~7 changelog records of a lead
+        # (see stream/runtime/sender.py); under the broker's 1 MB message limit
+        producer_max_batch_size=1_000_000,
         broker_max_poll_records=2000,
         consumer_max_fetch_size=4 * 1024 * 1024,
         stream_buffer_maxsize=8192,

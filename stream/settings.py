@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         "1500 ms; one fetch per broker is in flight, so a partition drained meanwhile is "
         "fetched again only after it returns)",
     )
+    trace_latency_file: Path | None = Field(
+        None,
+        description="debugging only: append each batch's per-stage times (JSON lines) here "
+        "(stream.runtime.trace; the bench's latency breakdown)",
+    )
     log_level: str = "info"
 
     # the reference sender (`nurture sender`, stream/sender/)

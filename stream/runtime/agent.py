@@ -42,6 +42,8 @@ from stream.runtime.merge import PartitionMerge, Slot
 from stream.runtime.processor import NO_TIME, BatchResult, Input, LeadProcessor, now_ms
 from stream.runtime.sender import Record, Sender, last_offset
 from stream.runtime.stall import StallWatch
+from stream.runtime.trace import BatchTrace, open_trace
+from stream.runtime.trace import now as trace_now
 from topics.parse import InvalidEvent, dead_letter_record, parse_event
 
 if TYPE_CHECKING:
@@ -83,12 +85,15 @@ def _fit_dead_letter(record: bytes) -> bytes:
 class Parsed:
     """A buffered input: the Faust message and its event, or why it is invalid."""
 
-    __slots__ = ("error", "event", "message")
+    __slots__ = ("delivered", "error", "event", "message")
 
-    def __init__(self, message: Any, event: Any, error: InvalidEvent | None) -> None:
+    def __init__(
+        self, message: Any, event: Any, error: InvalidEvent | None, delivered: float = 0.0
+    ) -> None:
         self.message = message
         self.event = event
         self.error = error
+        self.delivered = delivered  # wall-clock ms, only when tracing (stream.runtime.trace)
 
 
 class LeadRunner:
@@ -145,6 +150,8 @@ class LeadRunner:
         self.busy_s = 0.0  # time spent in batch rounds (see idle_clock)
         self.counters = counters  # the runtime series (one set per registry: the lead runner's)
         self.stall_watch = StallWatch(lambda: app.consumer)  # logs input that is not delivered
+        self.trace_out = open_trace(settings.trace_latency_file)
+        self.round_began = 0.0  # wall-clock ms of the current round (tracing only)
 
     def topic(self) -> BatchTopic:
         """The Faust topic over the input topics and the tick topic, delivering to us."""
@@ -175,7 +182,10 @@ class LeadRunner:
         if merge is None:
             merge = self.merges[partition] = self.new_merge()
         at = NO_TIME if event is None else event.at
-        n = merge.push(topic, Slot(at, message.offset, Parsed(message, event, error)))
+        parsed = Parsed(message, event, error)
+        if self.trace_out is not None:
+            parsed.delivered = trace_now()
+        n = merge.push(topic, Slot(at, message.offset, parsed))
         tp = (topic, partition)
         self.received[tp] = message.offset
         if n >= BUFFER_HIGH and tp not in self.paused:
@@ -316,6 +326,8 @@ class LeadRunner:
             )
 
     async def _round(self) -> None:
+        if self.trace_out is not None:
+            self.round_began = trace_now()
         owned = self.owned_partitions()
         self._log_state(owned)
         proc = self.processor
@@ -337,6 +349,9 @@ class LeadRunner:
         if merge is None:
             merge = self.merges[p] = self.new_merge()
         unread = self._unread(p)
+        trace = None
+        if self.trace_out is not None:
+            trace = BatchTrace(self.trace_out, type(self).__name__, p, self.round_began)
         before = merge.idle_timeouts
         slots = merge.take(self.batch_size, unread, self.idle_clock(), self.max_idle)
         if merge.idle_timeouts != before:
@@ -376,7 +391,13 @@ class LeadRunner:
             self._log_late(p, result)
         if result.writes:
             self.store.write(p, result.writes)
-        await self._flush(p, result, slots)
+        if trace is not None:
+            trace.processed = trace_now()
+            trace.actions = len(result.actions)
+            trace.inputs = [
+                (s.item.message.timestamp * 1000.0, s.item.delivered) for s in slots if s.item.event
+            ]
+        await self._flush(p, result, slots, trace)
         ack = consumer.ack
         for m in messages:
             ack(m)
@@ -410,7 +431,9 @@ class LeadRunner:
             ms_to_rfc3339(stream_time),
         )
 
-    async def _flush(self, p: int, result: BatchResult, slots: list[Slot]) -> None:
+    async def _flush(
+        self, p: int, result: BatchResult, slots: list[Slot], trace: BatchTrace | None = None
+    ) -> None:
         """Queue the batch's changelog records (its state is written) and outputs together."""
         s = self.settings
         store = self.store
@@ -443,6 +466,9 @@ class LeadRunner:
         if not records:
             return
         futures = await self.sender.send(records)
+        if trace is not None:
+            trace.queued = trace_now()
+            trace.on_sent([f for futs in futures.values() for f, _n in futs])
         if result.writes:
             changelog_futures = futures.get((store.changelog_topic, p))
             if changelog_futures:

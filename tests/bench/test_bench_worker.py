@@ -49,6 +49,7 @@ import pytest
 
 from stream.core.model import DAY_MS
 from stream.offline.simulate import generate
+from tests.bench.latency import lines as latency_lines
 from tests.support.leads import percentile
 from tests.support.worker import (
     REPO,
@@ -266,6 +267,7 @@ class Paced:
     account_latencies_ms: list[float]  # of account actions (through the account topic)
     inputs_per_batch: float
     profile: list[str]
+    since_ms: float  # wall clock when the paced input began
 
 
 ACCOUNT_LAG_DONE = 100  # account-topic records left (progress markers keep arriving)
@@ -303,6 +305,7 @@ def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handle
     scale = DAYS * DAY_MS / (PACED_SECONDS * 1000)
     now = int(time.time() * 1000)
     records = simulated(settings, leads, seed=99, start=now, prefix="paced-", time_scale=scale)
+    since = time.time() * 1000
     records = records[: int(rate * PACED_SECONDS)]
     inputs0, batches0 = _batch_counts(worker)
     spy = None
@@ -335,7 +338,7 @@ def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handle
             into = account_lat if value.get("account_id") else lat
             into.append(float(rec["timestamp"] - sent))
     per_batch = (inputs1 - inputs0) / max(1.0, batches1 - batches0)
-    return Paced(len(records), lat, account_lat, per_batch, profile)
+    return Paced(len(records), lat, account_lat, per_batch, profile, since)
 
 
 def _account_line(lat: list[float]) -> str:
@@ -348,11 +351,12 @@ def _account_line(lat: list[float]) -> str:
     )
 
 
-def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path: Path) -> None:
+def bench_settings(kafka_bootstrap: str, tmp_path: Path, run_id: str) -> Settings:
+    """Settings of a bench run on topics of its own (created here), tracing the worker's
+    batches into ``<tmp_path>/trace.jsonl``."""
     from stream.settings import Settings
     from stream.topics_admin import catalog_from_settings, ensure_topics
 
-    run_id = f"bench-{int(time.time())}"
     fields: dict[str, Any] = {
         "app_id": f"nurture-{run_id}",
         "kafka_bootstrap_servers": kafka_bootstrap,
@@ -364,11 +368,17 @@ def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path:
         "topic_transitions": f"nurture.transitions.{run_id}",
         "topic_dead_letter": f"nurture.dead-letter.{run_id}",
         "log_level": "warning",
+        "trace_latency_file": tmp_path / "trace.jsonl",
     }
     if os.environ.get("NURTURE_BENCH_PARTITIONS"):
         fields["topic_partitions"] = int(os.environ["NURTURE_BENCH_PARTITIONS"])
     settings = Settings(**fields)
     ensure_topics(kafka_bootstrap, catalog_from_settings(settings))
+    return settings
+
+
+def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = bench_settings(kafka_bootstrap, tmp_path, f"bench-{int(time.time())}")
 
     start = (int(time.time() * 1000) // DAY_MS - DAYS - 1) * DAY_MS
     records = simulated(settings, LEADS, seed=7, start=start)
@@ -408,7 +418,50 @@ def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path:
         f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms   (target p99 <= 50 ms); "
         f"{paced.inputs_per_batch:.1f} inputs per batch",
         _account_line(paced.account_latencies_ms),
+        *latency_lines(tmp_path / "trace.jsonl", paced.since_ms),
+        *latency_lines(tmp_path / "trace.jsonl", paced.since_ms, "AccountRunner"),
         *profile,
         *paced.profile,
     ]
     print("\n".join(lines))
+
+
+LATENCY_LEADS = int(os.environ.get("NURTURE_BENCH_LATENCY_LEADS", "2000"))
+LATENCY_RATE = float(os.environ.get("NURTURE_BENCH_LATENCY_RATE", "2458"))
+
+
+def test_bench_worker_latency(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Only the paced half of the bench, at a fixed rate (``NURTURE_BENCH_LATENCY_RATE``,
+    default 2,458/s: half the worker's rate on a quiet machine) after a small backlog
+    (``NURTURE_BENCH_LATENCY_LEADS`` leads), with the per-stage breakdown: ~1 minute, for
+    trying a change to the loop."""
+    settings = bench_settings(kafka_bootstrap, tmp_path, f"lat-{int(time.time())}")
+    start = (int(time.time() * 1000) // DAY_MS - DAYS - 1) * DAY_MS
+    records = simulated(settings, LATENCY_LEADS, seed=7, start=start)
+    total = len(records)
+    produce(settings, records)
+    del records
+    with WorkerProcess.from_settings(settings) as worker:
+        worker.wait_ready(timeout=180)
+        wait_handled(worker, total, timeout=600)
+        wait_accounts_caught_up(settings)
+        paced = paced_latency(settings, worker, LATENCY_RATE, total)
+    lat = paced.latencies_ms
+    assert lat, "no action was caused by the paced input"
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(
+        "\n".join(
+            [
+                "",
+                f"latency bench: {total:,} backlog messages, then {paced.messages:,} at "
+                f"{LATENCY_RATE:,.0f}/s, {settings.topic_partitions} partitions",
+                f"uptime: {load}",
+                f"  lead actions ({len(lat):,}): p50 {percentile(lat, 50):.0f} ms, "
+                f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms   (target p99 <= 50 ms); "
+                f"{paced.inputs_per_batch:.1f} inputs per batch",
+                _account_line(paced.account_latencies_ms),
+                *latency_lines(tmp_path / "trace.jsonl", paced.since_ms),
+                *latency_lines(tmp_path / "trace.jsonl", paced.since_ms, "AccountRunner"),
+            ]
+        )
+    )
