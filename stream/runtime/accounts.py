@@ -173,7 +173,7 @@ def account_view(processor: LeadProcessor, account_id: str) -> dict[str, Any] | 
             {"timer_id": t.timer_id, "kind": t.kind, "due": ms_to_rfc3339(t.due)} for t in s.timers
         ],
         "users": len(s.users),
-        "last_transitions": rec.history,
+        "last_transitions": [h.view() for h in rec.history],
     }
     if now is not None:
         view["health"] = health(s, now, processor.config.accounts, processor.config.version)

@@ -44,8 +44,11 @@ from stream.core.state import peek_program
 from stream.runtime.record import (
     HISTORY_KEEP,
     OUTBOX_CAP,
+    HistoryEntry,
     LeadRecord,
+    OutboxEntry,
     encode_record,
+    history_entry,
     peek_next_due,
     peek_state_bytes,
     split_record,
@@ -109,12 +112,14 @@ class BatchResult:
 
 @dataclass(slots=True)
 class _Pending:
-    """Outputs of one lead in the current batch: records, their JSON, timer lags."""
+    """Outputs of one lead in the current batch: records, their JSON, history entries of the
+    transitions, timer lags."""
 
     transitions: list[bytes] = field(default_factory=list)
     transition_records: list[dict[str, Any]] = field(default_factory=list)
     actions: list[bytes] = field(default_factory=list)
     action_records: list[dict[str, Any]] = field(default_factory=list)
+    history: list[HistoryEntry] = field(default_factory=list)
     lags: list[int] = field(default_factory=list)
 
     def extend(self, other: _Pending) -> None:
@@ -122,6 +127,7 @@ class _Pending:
         self.transition_records += other.transition_records
         self.actions += other.actions
         self.action_records += other.action_records
+        self.history += other.history
         self.lags += other.lags
 
 
@@ -265,7 +271,7 @@ class LeadProcessor:
 
     def _encode_record(self, partition: int, rec: LeadRecord) -> bytes:
         if rec.outbox:
-            keep = [e for e in rec.outbox if self._live(e[0], partition, e[2])]
+            keep = [e for e in rec.outbox if self._live(e.topic, partition, e.offset)]
             rec.outbox = keep[-OUTBOX_CAP:]
         st = rec.state
         return encode_record(self._encode(st), rec, _next_due(st))
@@ -292,6 +298,7 @@ class LeadProcessor:
             record = t.to_record()
             pending.transition_records.append(record)
             pending.transitions.append(orjson.dumps(record))
+            pending.history.append(history_entry(t))
         for a in result.actions:
             record = a.to_record()
             pending.action_records.append(record)
@@ -305,11 +312,11 @@ class LeadProcessor:
         for lead_id in leads:
             rec = self._load(part, partition, lead_id)
             for entry in rec.outbox:
-                if entry[2] == offset and entry[1] == partition and entry[0] == topic:
+                if entry.offset == offset and entry.partition == partition and entry.topic == topic:
                     key = lead_id.encode()
-                    res.transitions.extend((key, s.encode()) for s in entry[3])
-                    res.actions.extend((key, s.encode()) for s in entry[4])
-                    res.replayed += len(entry[3]) + len(entry[4])
+                    res.transitions.extend((key, v) for v in entry.transitions)
+                    res.actions.extend((key, v) for v in entry.actions)
+                    res.replayed += len(entry.transitions) + len(entry.actions)
             touched[lead_id] = rec
         return touched
 
@@ -422,16 +429,10 @@ class LeadProcessor:
             res.transition_records += out.transition_records
             res.action_records += out.action_records
             rec = part.cache[lead_id]
-            if out.transition_records:
-                rec.history = (rec.history + out.transition_records)[-HISTORY_KEEP:]
+            if out.history:
+                rec.history = (rec.history + out.history)[-HISTORY_KEEP:]
             rec.outbox.append(
-                [
-                    anchor.topic,
-                    partition,
-                    anchor.offset,
-                    [b.decode() for b in out.transitions],
-                    [b.decode() for b in out.actions],
-                ]
+                OutboxEntry(anchor.topic, partition, anchor.offset, out.transitions, out.actions)
             )
             dirty[lead_id] = rec
             with_outputs.append(lead_id)

@@ -60,7 +60,7 @@ def lead_view(agent: LeadAgent, lead_id: str) -> dict[str, Any] | None:
         "program_state": state.program_state,
         "icp_tier": state.icp_tier,
         "pending_timers": timers,
-        "last_transitions": rec.history,
+        "last_transitions": [h.view() for h in rec.history],
         "state": doc,
     }
 

@@ -131,6 +131,77 @@ def test_a_redelivered_input_is_not_stepped_again_and_its_outputs_are_resent() -
     assert sorted(again.transitions) == sorted(first.transitions)
 
 
+def _previous_layout(raw: bytes, transition_records: list[dict[str, Any]]) -> bytes:
+    """``raw`` (the current layout) re-encoded as the previous one (``N2``): JSON metadata,
+    outputs as JSON strings in it, the full transition records as history."""
+    state_bytes, applied, outbox, _history = split_record(raw)
+    head = raw[2 : 2 + 12]  # next due, state length: unchanged
+    meta = [
+        applied,
+        [
+            [
+                e.topic,
+                e.partition,
+                e.offset,
+                [b.decode() for b in e.transitions],
+                [b.decode() for b in e.actions],
+            ]
+            for e in outbox
+        ],
+        transition_records,
+    ]
+    return b"N2" + head + state_bytes + orjson.dumps(meta)
+
+
+def test_a_record_of_the_previous_layout_is_read_resent_and_rewritten() -> None:
+    """A worker upgraded in place: its store holds ``N2`` records (outputs as JSON strings,
+    full transition records as history). A re-delivered anchor re-sends those outputs, byte
+    for byte; the lead view shows their history; the lead's next write is the new layout."""
+    events = leads(20, T0 + 48 * HOUR_MS)
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    first = run(make(store, committed, clock), store, inputs_of(events), caught_up=False)
+    assert first.actions
+    upgraded = 0
+    for key, raw in list(store.data[P].items()):
+        if key.startswith(b"__"):
+            continue
+        mine = [t for t in first.transition_records if t["lead_id"].encode() == key]
+        store.data[P][key] = _previous_layout(raw, mine)
+        assert split_record(store.data[P][key])[2] == split_record(raw)[2]
+        upgraded += 1
+    assert upgraded == len({e["lead_id"] for e in events})
+
+    restarted = make(store, committed, clock)
+    again = run(restarted, store, inputs_of(events), caught_up=False)
+    assert again.stepped == 0 and again.skipped == len(events)
+    assert sorted(again.actions) == sorted(first.actions)  # the exact bytes sent the first time
+    assert sorted(again.transitions) == sorted(first.transitions)
+    lead = events[0]["lead_id"]
+    rec = restarted.peek(P, lead)
+    assert rec is not None
+    mine = [t for t in first.transition_records if t["lead_id"] == lead]
+    shown = ("from_program", "from_state", "to_program", "to_state", "reason", "caused_by", "at")
+    assert [h.view() for h in rec.history] == [{k: t[k] for k in shown} for t in mine]
+    raw = store.get(P, lead.encode())
+    assert raw is not None and raw[:2] == b"N3"  # rewritten (a skipped input's lead is)
+
+
+def test_the_outbox_keeps_the_outputs_as_sent_and_the_history_compact() -> None:
+    """No JSON inside JSON: the outbox holds the bytes that were sent; the history holds
+    what the lead view shows (no signals)."""
+    events = leads(5, T0 + 48 * HOUR_MS)
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    result = run(make(store, committed, clock), store, inputs_of(events), caught_up=False)
+    lead = events[0]["lead_id"]
+    raw = store.get(P, lead.encode())
+    assert raw is not None
+    sent = [v for k, v in result.actions + result.transitions if k == lead.encode()]
+    assert sent and all(v in raw for v in sent)  # stored as sent, unescaped
+    assert b'\\"' not in raw
+    history = split_record(raw)[3]
+    assert history and all(b"signals" not in orjson.dumps(h.view()) for h in history)
+
+
 def test_committed_anchors_leave_the_outbox_and_the_journal() -> None:
     events = leads(10, T0 + 48 * HOUR_MS)
     store, committed, clock = DictStore(), Committed(), Clock(T0)
@@ -146,7 +217,7 @@ def test_committed_anchors_leave_the_outbox_and_the_journal() -> None:
     run(proc, store, inputs_of(more, start=len(batch)), caught_up=False)
     raw = store.get(P, lead.encode())
     assert raw is not None
-    assert all(entry[2] >= len(batch) for entry in split_record(raw)[2])
+    assert all(entry.offset >= len(batch) for entry in split_record(raw)[2])
     assert store.get(P, journal_key(P, f"{TOPIC}:{batch[-1].offset}")) is None
     # a (hypothetical) re-delivery of the committed anchor now re-sends nothing
     again = run(make(store, committed, clock), store, batch[-1:], caught_up=False)
@@ -227,7 +298,7 @@ def test_the_outbox_keeps_at_most_the_cap_of_uncommitted_batches() -> None:
     assert raw is not None
     outbox = split_record(raw)[2]
     assert len(outbox) == OUTBOX_CAP
-    assert outbox[-1][2] == OUTBOX_CAP + 19  # the newest are kept
+    assert outbox[-1].offset == OUTBOX_CAP + 19  # the newest are kept
 
 
 def test_a_batch_needs_an_anchor() -> None:
