@@ -538,17 +538,20 @@ class LeadRunner:
     def observe_series(self, m: Metrics, result: BatchResult, slots: list[Slot]) -> None:
         """The lead series of a batch: inputs by type, latency, transitions, actions, timers."""
         now = time.time()
+        counts: dict[tuple[str, str], int] = {}  # counted per batch: one increment per series
         for slot in slots:
             parsed = slot.item
-            if parsed.event is not None:
-                m.event_in(parsed.message.topic, parsed.event.type)
-                ts = parsed.message.timestamp
+            event = parsed.event
+            if event is not None:
+                message = parsed.message
+                key = (message.topic, event.type)
+                counts[key] = counts.get(key, 0) + 1
+                ts = message.timestamp
                 if ts:
                     m.observe_latency(now - ts)
-        for record in result.transition_records:
-            m.observe_transition(record, partition=result.partition)
-        for record in result.action_records:
-            m.observe_action(record)
+        m.count_events(counts)
+        m.observe_transitions(result.transition_records, partition=result.partition)
+        m.observe_actions(result.action_records)
         for lag in result.fired_lags_ms:
             m.timer_fired(lag / 1000.0)
         m.set_pending_timers(self.processor.pending_timers())

@@ -110,17 +110,27 @@ class BatchResult:
     late_first: tuple[str, int, int, int] | None = None  # (topic, offset, at, stream time)
 
 
-@dataclass(slots=True)
 class _Pending:
     """Outputs of one lead in the current batch: records, their JSON, history entries of the
-    transitions, timer lags."""
+    transitions, timer lags. (A plain class: one is made per event and per fired lead, and a
+    dataclass's default factories cost twice its ``__init__``.)"""
 
-    transitions: list[bytes] = field(default_factory=list)
-    transition_records: list[dict[str, Any]] = field(default_factory=list)
-    actions: list[bytes] = field(default_factory=list)
-    action_records: list[dict[str, Any]] = field(default_factory=list)
-    history: list[HistoryEntry] = field(default_factory=list)
-    lags: list[int] = field(default_factory=list)
+    __slots__ = (
+        "action_records",
+        "actions",
+        "history",
+        "lags",
+        "transition_records",
+        "transitions",
+    )
+
+    def __init__(self) -> None:
+        self.transitions: list[bytes] = []
+        self.transition_records: list[dict[str, Any]] = []
+        self.actions: list[bytes] = []
+        self.action_records: list[dict[str, Any]] = []
+        self.history: list[HistoryEntry] = []
+        self.lags: list[int] = []
 
     def extend(self, other: _Pending) -> None:
         self.transitions += other.transitions
@@ -141,9 +151,15 @@ class PartitionState:
         self.cache: dict[str, LeadRecord] = {}
         self.due = PartitionDue()
         self.journal: dict[str, list[str]] = {}  # anchor "topic:offset" -> leads with outputs
-        self.journal_topics: set[str] = set()  # the topics of journal anchors (a handful)
+        # the topics of journal anchors (a handful), each with the highest anchor offset it had:
+        # an input past it cannot be a re-delivered anchor (no journal lookup per input)
+        self.journal_topics: dict[str, int] = {}
         self.pruned_at: tuple[int | None, ...] = ()  # committed offsets at the last prune
         self.stream_time = NO_TIME
+
+    def note_anchor(self, topic: str, offset: int) -> None:
+        if offset > self.journal_topics.get(topic, -1):
+            self.journal_topics[topic] = offset
 
 
 def now_ms() -> int:
@@ -208,7 +224,8 @@ class LeadProcessor:
                 if key.startswith(journal_prefix):
                     anchor = key[len(journal_prefix) :].decode()
                     part.journal[anchor] = orjson.loads(value)
-                    part.journal_topics.add(anchor.rpartition(":")[0])
+                    topic, _, offset = anchor.rpartition(":")
+                    part.note_anchor(topic, int(offset))
                 continue
             if programs is not None and value:
                 # ValueError: not the core's codec (a test's injected codec): not counted
@@ -338,9 +355,12 @@ class LeadProcessor:
         step = self._step
         config = self.config
         st_time = part.stream_time
+        anchors_upto = part.journal_topics
+        applied_keys: dict[str, str] = {}  # topic -> "topic:partition"
         for inp in inputs:
-            if journal:
-                leads = journal.get(f"{inp.topic}:{inp.offset}")
+            topic = inp.topic
+            if journal and inp.offset <= anchors_upto.get(topic, -1):
+                leads = journal.get(f"{topic}:{inp.offset}")
                 if leads:  # a re-delivered anchor: re-send what its batch produced
                     dirty.update(self._replay(part, partition, inp, leads, res))
             event = inp.event
@@ -353,14 +373,20 @@ class LeadProcessor:
             rec = self._load(part, partition, lead_id)
             # a re-keyed copy (an account input) is applied once per origin offset
             origin: tuple[str, int] | None = getattr(event, "origin", None)
-            applied_key, applied_at = origin or (f"{inp.topic}:{partition}", inp.offset)
+            if origin is None:
+                applied_key = applied_keys.get(topic) or applied_keys.setdefault(
+                    topic, f"{topic}:{partition}"
+                )
+                applied_at = inp.offset
+            else:
+                applied_key, applied_at = origin
             if applied_at <= rec.applied.get(applied_key, -1):
                 res.skipped += 1
                 dirty[lead_id] = rec  # written again: its first changelog write may be lost
                 continue
             if event.at < behind:
                 if not res.late:
-                    res.late_first = (inp.topic, inp.offset, event.at, behind)
+                    res.late_first = (topic, inp.offset, event.at, behind)
                 res.late += 1
             before = rec.state
             out = _Pending()
@@ -439,7 +465,7 @@ class LeadProcessor:
         if with_outputs:
             name = f"{anchor.topic}:{anchor.offset}"
             journal[name] = with_outputs
-            part.journal_topics.add(anchor.topic)
+            part.note_anchor(anchor.topic, anchor.offset)
             res.writes[journal_key(partition, name)] = orjson.dumps(with_outputs)
         if journal:
             self._prune_journal(part, partition, res)

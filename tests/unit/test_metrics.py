@@ -288,3 +288,50 @@ def test_occupancy_rebuilt_from_encoded_states_matches_decoded_states() -> None:
         )
     with pytest.raises(ValueError):
         peek_program(b'["not a state"]')
+
+
+def _samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the registry but the wall-clock timestamp gauges."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in m.registry.collect()
+        for s in family.samples
+        if "timestamp" not in s.name and not s.name.endswith("_created")
+    }
+
+
+def test_a_batch_counted_at_once_equals_counting_each_record() -> None:
+    """count_events / observe_transitions / observe_actions (the worker's per-batch calls)
+    give the series that event_in / observe_transition / observe_action per record give."""
+    events = [("crm", "lead.created")] * 3 + [("product", "page.viewed")] * 5
+    transitions = [
+        _transition(None, None, "mql_nurture", "awareness"),
+        _transition(None, None, "mql_nurture", "awareness"),
+        _transition("mql_nurture", "awareness", "sales", "sql"),
+        _transition("trial_nurture", "started", "trial_nurture", "activated"),
+    ]
+    actions = [
+        {"type": "send", "channel": "email", "program": "mql_nurture"},
+        {"type": "send", "channel": "email", "program": "mql_nurture"},
+        {"type": "skipped", "channel": "email", "program": "p", "skip_reason": "holdout"},
+        {"type": "skipped", "channel": "email", "program": "p", "skip_reason": "frequency_cap"},
+    ]
+    each, batch = Metrics(), Metrics()
+    for _ in range(2):
+        for topic, type in events:
+            each.event_in(topic, type)
+        for record in transitions:
+            each.observe_transition(record, partition=3)
+        for record in actions:
+            each.observe_action(record)
+        counts: dict[tuple[str, str], int] = {}
+        for key in events:
+            counts[key] = counts.get(key, 0) + 1
+        batch.count_events(counts)
+        batch.observe_transitions(transitions, partition=3)
+        batch.observe_actions(actions)
+    got = _samples(batch)
+    assert got == _samples(each)
+    assert got[("nurture_events_in_total", (("topic", "product"), ("type", "page.viewed")))] == 10
+    assert got[("nurture_leads", (("program", "mql_nurture"), ("state", "awareness")))] == 2
+    assert got[("nurture_skipped_sends_total", (("reason", "holdout"),))] == 2
