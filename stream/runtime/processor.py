@@ -18,15 +18,16 @@ Time model (the only clock read of the product is ``clock``, for the caught-up c
   (up to ``fire_limit`` leads per batch; the rest fire in the next batch): timers never wait
   behind a queue of input messages.
 
-Delivery (at-least-once, see :mod:`stream.runtime.record`): every output of a batch is kept in
-its lead's outbox under the batch's *anchor*, the (topic, offset) of the batch's last input,
-and the partition's journal (table key ``__batch__:<p>``) lists the leads with outputs per
-anchor. The runner acks all inputs of a batch together after its outputs and writes are
-queued, and Faust flushes the producer before it commits, so either every input of a batch is
-committed with its outputs delivered, or the anchor is delivered again. A re-delivered anchor
-re-sends the listed leads' outputs (same ``action_id``); a re-delivered input whose offset is
-``<=`` its lead's applied offset is not stepped again. Journal and outbox entries are dropped
-once the consumer has committed past their anchor.
+Delivery (at-least-once, see :mod:`stream.runtime.record`): every output of a batch is kept
+under the batch's *anchor*, the (topic, offset) of the batch's last input, in the partition's
+journal (table key ``__batch__:<p>:<anchor>``: the leads with outputs and those outputs; a
+batch whose outputs exceed ``JOURNAL_OUTPUTS_MAX`` keeps them in its leads' outboxes instead).
+The runner acks all inputs of a batch together after its outputs and writes are queued, and
+Faust flushes the producer before it commits, so either every input of a batch is committed
+with its outputs delivered, or the anchor is delivered again. A re-delivered anchor re-sends
+its outputs (same ``action_id``) and writes its leads again; a re-delivered input whose offset
+is ``<=`` its lead's applied offset is not stepped again. Journal and outbox entries are
+dropped once the consumer has committed past their anchor.
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ import orjson
 
 from stream.core.model import Event, TimerFired
 from stream.core.state import peek_program
+from stream.runtime.journal import (
+    JOURNAL_OUTPUTS_MAX,
+    LeadOutputs,
+    decode_journal,
+    journal_anchor,
+    journal_deletes,
+    journal_writes,
+    read_outputs,
+)
 from stream.runtime.record import (
     HISTORY_KEEP,
     OUTBOX_CAP,
@@ -61,7 +71,6 @@ if TYPE_CHECKING:
 # a chain of timers whose firing schedules another already-due timer is bounded per input
 MAX_TIMER_CHAIN = 64
 INTERNAL_PREFIX = "__"
-JOURNAL_PREFIX = "__batch__:"
 NO_TIME = -(2**62)
 
 
@@ -145,12 +154,21 @@ class PartitionState:
     """What the processor keeps per partition: the hot-lead cache (dict order = LRU order),
     the due index, the journal and the stream time."""
 
-    __slots__ = ("cache", "due", "journal", "journal_topics", "pruned_at", "stream_time")
+    __slots__ = (
+        "cache",
+        "due",
+        "journal",
+        "journal_parts",
+        "journal_topics",
+        "pruned_at",
+        "stream_time",
+    )
 
     def __init__(self) -> None:
         self.cache: dict[str, LeadRecord] = {}
         self.due = PartitionDue()
         self.journal: dict[str, list[str]] = {}  # anchor "topic:offset" -> leads with outputs
+        self.journal_parts: dict[str, int] = {}  # anchors whose outputs span further values
         # the topics of journal anchors (a handful), each with the highest anchor offset it had:
         # an input past it cannot be a re-delivered anchor (no journal lookup per input)
         self.journal_topics: dict[str, int] = {}
@@ -170,11 +188,6 @@ def _never(topic: str, partition: int) -> int | None:
     return None
 
 
-def journal_key(partition: int, anchor: str) -> bytes:
-    """The table key of one journal entry: the leads with outputs under ``anchor``."""
-    return f"{JOURNAL_PREFIX}{partition}:{anchor}".encode()
-
-
 class LeadProcessor:
     """Runs the core over batches for the lead partitions this worker owns."""
 
@@ -187,6 +200,7 @@ class LeadProcessor:
         clock: Callable[[], int] = now_ms,
         committed: Committed = _never,
         fire_limit: int = 2000,
+        journal_outputs_max: int = JOURNAL_OUTPUTS_MAX,
         step: Callable[..., Any] | None = None,
         encode: Callable[[Any], bytes] | None = None,
         decode: Callable[[bytes], Any] | None = None,
@@ -198,6 +212,7 @@ class LeadProcessor:
         self.clock = clock
         self.committed = committed
         self.fire_limit = fire_limit
+        self.journal_outputs_max = journal_outputs_max
         self._step = step or engine.step
         self._encode = encode or state.encode_state
         self._decode = decode or state.decode_state
@@ -218,12 +233,14 @@ class LeadProcessor:
         the ``nurture_leads`` gauge). Returns the number of leads with pending timers."""
         part = PartitionState()
         entries = []
-        journal_prefix = f"{JOURNAL_PREFIX}{partition}:".encode()
         for key, value in self.store.items(partition):
             if key.startswith(b"__"):
-                if key.startswith(journal_prefix):
-                    anchor = key[len(journal_prefix) :].decode()
-                    part.journal[anchor] = orjson.loads(value)
+                anchor = journal_anchor(key, partition)
+                if anchor is not None:
+                    entry = decode_journal(value)
+                    part.journal[anchor] = entry.leads
+                    if entry.parts:
+                        part.journal_parts[anchor] = entry.parts
                     topic, _, offset = anchor.rpartition(":")
                     part.note_anchor(topic, int(offset))
                 continue
@@ -326,7 +343,12 @@ class LeadProcessor:
     ) -> dict[str, LeadRecord]:
         touched = {}
         topic, offset = inp.topic, inp.offset
-        for lead_id in leads:
+        for outputs in self._journal_outputs(partition, f"{topic}:{offset}"):
+            key = outputs.lead_id.encode()
+            res.transitions.extend((key, v) for v in outputs.transitions)
+            res.actions.extend((key, v) for v in outputs.actions)
+            res.replayed += len(outputs.transitions) + len(outputs.actions)
+        for lead_id in leads:  # outputs kept in outboxes (too large, or an earlier layout)
             rec = self._load(part, partition, lead_id)
             for entry in rec.outbox:
                 if entry.offset == offset and entry.partition == partition and entry.topic == topic:
@@ -336,6 +358,12 @@ class LeadProcessor:
                     res.replayed += len(entry.transitions) + len(entry.actions)
             touched[lead_id] = rec
         return touched
+
+    def _journal_outputs(self, partition: int, anchor: str) -> list[LeadOutputs]:
+        """The outputs kept in the journal value of ``anchor`` (read back from the store: only
+        a re-delivered anchor needs them)."""
+        store = self.store
+        return read_outputs(lambda key: store.get(partition, key), partition, anchor)
 
     def process(self, partition: int, inputs: Sequence[Input], caught_up: bool) -> BatchResult:
         """Step one batch of ``partition`` (inputs in event-time order; at least one input,
@@ -442,9 +470,10 @@ class LeadProcessor:
         dirty: dict[str, LeadRecord],
         res: BatchResult,
     ) -> None:
-        """Put the batch's outputs in their leads' outboxes under the anchor; journal them."""
+        """Journal the batch's outputs under the anchor (in its leads' outboxes if too large)."""
         journal = part.journal
         with_outputs = []
+        kept: list[LeadOutputs] = []
         for lead_id, out in pending.items():
             res.fired_lags_ms += out.lags
             if not out.transitions and not out.actions:
@@ -457,16 +486,33 @@ class LeadProcessor:
             rec = part.cache[lead_id]
             if out.history:
                 rec.history = (rec.history + out.history)[-HISTORY_KEEP:]
-            rec.outbox.append(
-                OutboxEntry(anchor.topic, partition, anchor.offset, out.transitions, out.actions)
-            )
+            kept.append(LeadOutputs(lead_id, out.transitions, out.actions))
             dirty[lead_id] = rec
             with_outputs.append(lead_id)
         if with_outputs:
             name = f"{anchor.topic}:{anchor.offset}"
+            if name in journal:  # the anchor was re-delivered as this batch's anchor: keep both
+                with_outputs = list(dict.fromkeys(journal[name] + with_outputs))
+                kept = self._journal_outputs(partition, name) + kept
+            writes, parts, spilled = journal_writes(
+                partition,
+                name,
+                with_outputs,
+                kept,
+                self.journal_outputs_max,
+                part.journal_parts.pop(name, 0),
+            )
+            for outputs in spilled:  # too large for a journal value: in the lead's outbox
+                part.cache[outputs.lead_id].outbox.append(
+                    OutboxEntry(
+                        anchor.topic, partition, anchor.offset, outputs.transitions, outputs.actions
+                    )
+                )
             journal[name] = with_outputs
+            if parts:
+                part.journal_parts[name] = parts
             part.note_anchor(anchor.topic, anchor.offset)
-            res.writes[journal_key(partition, name)] = orjson.dumps(with_outputs)
+            res.writes.update(writes)
         if journal:
             self._prune_journal(part, partition, res)
 
@@ -482,7 +528,8 @@ class LeadProcessor:
             topic, _, offset = anchor.rpartition(":")
             if not self._live(topic, partition, int(offset)):
                 del part.journal[anchor]
-                res.writes[journal_key(partition, anchor)] = None
+                parts = part.journal_parts.pop(anchor, 0)
+                res.writes.update(journal_deletes(partition, anchor, parts))
 
     def peek(self, partition: int | None, lead_id: str) -> LeadRecord | None:
         """Read a record without touching the LRU order (for the HTTP views). ``partition``

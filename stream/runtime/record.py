@@ -18,12 +18,19 @@ block, outputs as JSON strings inside it, full transition records as history, ~2
 of the worker bench against ~0.35 kB of state) is still read, so a worker upgraded in place
 keeps its stores; it writes the new layout from the lead's next change on.
 
-Why the outbox: at-least-once processing re-delivers inputs after a crash, but the lead's
-state (local RocksDB, changelog) may already include them. A re-delivered input whose offset
-is ``<=`` ``applied`` is not stepped again (that would double-count); instead the outputs it
-produced, kept in the outbox until the input's offset is committed, are sent again. So no
-output is lost and a replayed input never changes the state twice; duplicates carry the same
-action_id.
+Why applied offsets and kept outputs: at-least-once processing re-delivers inputs after a
+crash, but the lead's state (local RocksDB, changelog) may already include them. A
+re-delivered input whose offset is ``<=`` ``applied`` is not stepped again (that would
+double-count); instead the outputs it produced, kept until the input's offset is committed,
+are sent again. So no output is lost and a replayed input never changes the state twice;
+duplicates carry the same action_id.
+
+Where the outputs are kept: in the partition's journal entry of their batch
+(:mod:`stream.runtime.journal`, deleted once the consumer has committed past it), so a lead's
+record does not carry its last batch's outputs until it is touched again (they were ~1 kB of
+the ~1.2 kB record of a lead of the worker bench). A lead's own ``outbox`` is used only for a
+lead whose outputs of one batch are too large for a journal value, and for records of the
+earlier layout.
 """
 
 from __future__ import annotations

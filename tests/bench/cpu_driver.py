@@ -134,6 +134,7 @@ class Figures:
     lead_bytes: int = 0
     lead_state_bytes: int = 0
     written_bytes: int = 0  # lead table values written (what the changelog carries too)
+    journal_bytes: int = 0  # journal values written (the batches' outputs kept until committed)
     account_values: int = 0
     account_bytes: int = 0
 
@@ -156,7 +157,8 @@ class Figures:
                 f"lead record: {self.lead_bytes / self.lead_values:,.0f} B mean over "
                 f"{self.lead_values} leads (core state "
                 f"{self.lead_state_bytes / self.lead_values:,.0f} B); "
-                f"{self.written_bytes / 1e6:,.1f} MB of lead values written"
+                f"{self.written_bytes / 1e6:,.1f} MB of lead values and "
+                f"{self.journal_bytes / 1e6:,.1f} MB of journal values written"
             )
         if self.account_values:
             out.append(
@@ -280,9 +282,11 @@ def drive(
             committed.commit(inputs, p)
             fig.lead_batches += 1
             fig.outputs += len(result.transitions) + len(result.actions)
-            fig.written_bytes += sum(
-                len(v) for k, v in result.writes.items() if v and not k.startswith(b"__")
-            )
+            for k, v in result.writes.items():
+                if v and k.startswith(b"__"):
+                    fig.journal_bytes += len(v)
+                elif v:
+                    fig.written_bytes += len(v)
             for _topic, _p, key, value in forwards:
                 assert key is not None  # forwards are keyed by account
                 ap = _partition(key)

@@ -20,8 +20,9 @@ import pytest
 
 from stream.core.config import load_config
 from stream.core.model import HOUR_MS
+from stream.runtime.journal import decode_journal, journal_key
 from stream.runtime.merge import PartitionMerge, Slot
-from stream.runtime.processor import BatchResult, Input, LeadProcessor, journal_key
+from stream.runtime.processor import BatchResult, Input, LeadProcessor
 from stream.runtime.record import OUTBOX_CAP, split_record
 from tests.support.leads import trial_leads
 from tests.support.reference import core_outputs
@@ -155,15 +156,19 @@ def _previous_layout(raw: bytes, transition_records: list[dict[str, Any]]) -> by
 
 def test_a_record_of_the_previous_layout_is_read_resent_and_rewritten() -> None:
     """A worker upgraded in place: its store holds ``N2`` records (outputs as JSON strings,
-    full transition records as history). A re-delivered anchor re-sends those outputs, byte
-    for byte; the lead view shows their history; the lead's next write is the new layout."""
+    full transition records as history) and journal values listing leads (JSON). A
+    re-delivered anchor re-sends those outputs, byte for byte; the lead view shows their
+    history; the lead's next write is the new layout."""
     events = leads(20, T0 + 48 * HOUR_MS)
     store, committed, clock = DictStore(), Committed(), Clock(T0)
-    first = run(make(store, committed, clock), store, inputs_of(events), caught_up=False)
+    # the previous worker kept outputs in the leads' outboxes, the journal listed the leads
+    old = LeadProcessor(CONFIG, store, committed=committed, clock=clock, journal_outputs_max=0)
+    first = run(old, store, inputs_of(events), caught_up=False)
     assert first.actions
     upgraded = 0
     for key, raw in list(store.data[P].items()):
-        if key.startswith(b"__"):
+        if key.startswith(b"__batch__"):
+            store.data[P][key] = orjson.dumps(decode_journal(raw).leads)
             continue
         mine = [t for t in first.transition_records if t["lead_id"].encode() == key]
         store.data[P][key] = _previous_layout(raw, mine)
@@ -186,20 +191,102 @@ def test_a_record_of_the_previous_layout_is_read_resent_and_rewritten() -> None:
     assert raw is not None and raw[:2] == b"N3"  # rewritten (a skipped input's lead is)
 
 
-def test_the_outbox_keeps_the_outputs_as_sent_and_the_history_compact() -> None:
-    """No JSON inside JSON: the outbox holds the bytes that were sent; the history holds
-    what the lead view shows (no signals)."""
+def test_the_journal_keeps_the_outputs_as_sent_and_the_record_only_state_and_history() -> None:
+    """No JSON inside JSON, no outputs in the lead's record: the batch's journal value holds
+    the bytes that were sent; the lead record its state, applied offsets and a compact
+    history (what the lead view shows, no signals)."""
     events = leads(5, T0 + 48 * HOUR_MS)
     store, committed, clock = DictStore(), Committed(), Clock(T0)
-    result = run(make(store, committed, clock), store, inputs_of(events), caught_up=False)
+    batch = inputs_of(events)
+    result = run(make(store, committed, clock), store, batch, caught_up=False)
     lead = events[0]["lead_id"]
     raw = store.get(P, lead.encode())
     assert raw is not None
-    sent = [v for k, v in result.actions + result.transitions if k == lead.encode()]
-    assert sent and all(v in raw for v in sent)  # stored as sent, unescaped
-    assert b'\\"' not in raw
-    history = split_record(raw)[3]
+    _state, applied, outbox, history = split_record(raw)
+    assert applied and not outbox
     assert history and all(b"signals" not in orjson.dumps(h.view()) for h in history)
+    value = store.get(P, journal_key(P, f"{TOPIC}:{batch[-1].offset}"))
+    assert value is not None
+    entry = decode_journal(value)
+    assert entry.outputs is not None and lead in entry.leads
+    mine = [o for o in entry.outputs if o.lead_id == lead]
+    sent = [v for k, v in result.transitions if k == lead.encode()]
+    assert sent and [v for o in mine for v in o.transitions] == sent  # as sent
+    assert b'\\"' not in value
+
+
+def test_outputs_too_large_for_the_journal_wait_in_the_outboxes_and_are_resent() -> None:
+    """A lead whose outputs of a batch alone exceed journal_outputs_max keeps them in its
+    outbox (the journal lists the lead only); a re-delivery re-sends them from there."""
+    events = leads(20, T0 + 48 * HOUR_MS)
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+
+    def small(store: DictStore) -> LeadProcessor:
+        return LeadProcessor(CONFIG, store, committed=committed, clock=clock, journal_outputs_max=1)
+
+    batch = inputs_of(events)
+    first = run(small(store), store, batch, caught_up=False)
+    value = store.get(P, journal_key(P, f"{TOPIC}:{batch[-1].offset}"))
+    assert value is not None and decode_journal(value).outputs == []
+    lead = events[0]["lead_id"]
+    raw = store.get(P, lead.encode())
+    assert raw is not None and split_record(raw)[2], "the lead's outputs wait in its outbox"
+    again = run(small(store), store, batch, caught_up=False)
+    assert again.stepped == 0 and again.replayed == len(first.actions) + len(first.transitions)
+    assert sorted(again.actions) == sorted(first.actions)
+    assert sorted(again.transitions) == sorted(first.transitions)
+
+
+def test_a_batch_with_many_outputs_journals_them_in_parts_resent_and_deleted_together() -> None:
+    """Outputs over journal_outputs_max per value go to further parts of the anchor (a value
+    is a changelog record: Kafka's message size limit); a re-delivery re-sends all of them;
+    once committed, the first value and every part are deleted."""
+    events = leads(40, T0 + 48 * HOUR_MS)
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+
+    def chunked(store: DictStore) -> LeadProcessor:
+        return LeadProcessor(
+            CONFIG, store, committed=committed, clock=clock, journal_outputs_max=3000
+        )
+
+    batch = inputs_of(events)
+    first = run(chunked(store), store, batch, caught_up=False)
+    anchor = f"{TOPIC}:{batch[-1].offset}"
+    value = store.get(P, journal_key(P, anchor))
+    assert value is not None
+    parts = decode_journal(value).parts
+    assert parts >= 2
+    for i in range(1, parts + 1):
+        more = store.get(P, journal_key(P, anchor, i))
+        assert more is not None and len(more) <= 3000 + 200  # outputs plus framing
+    again = run(chunked(store), store, batch, caught_up=False)
+    assert again.stepped == 0 and again.replayed == len(first.actions) + len(first.transitions)
+    assert sorted(again.actions) == sorted(first.actions)
+    assert sorted(again.transitions) == sorted(first.transitions)
+    committed.offsets[(TOPIC, P)] = batch[-1].offset + 1
+    later = [dict(events[0], event_id="later", occurred_at=events[-1]["occurred_at"])]
+    run(chunked(store), store, inputs_of(later, start=len(batch)), caught_up=False)
+    assert not [k for k in store.data[P] if k.startswith(journal_key(P, anchor))]
+
+
+def test_an_anchor_redelivered_as_the_anchor_of_a_batch_with_new_outputs_keeps_both() -> None:
+    """Crash, re-delivery of the last input alone with the clock past the leads' checkpoint
+    (caught up): the batch re-sends the first outputs and fires timers under the same anchor.
+    A second crash re-sends both."""
+    due = T0 + 48 * HOUR_MS
+    events = leads(10, due)
+    store, committed, clock = DictStore(), Committed(), Clock(T0)
+    batch = inputs_of(events)
+    first = run(make(store, committed, clock), store, batch, caught_up=False)
+    clock.now = due + HOUR_MS
+    second = run(make(store, committed, clock), store, batch[-1:], caught_up=True)
+    assert second.replayed == len(first.actions) + len(first.transitions)
+    fired = [a for a in second.actions if a not in first.actions]
+    assert second.fired_lags_ms and fired, "the checkpoints fired in the re-delivered batch"
+    third = run(make(store, committed, clock), store, batch[-1:], caught_up=True)
+    assert third.stepped == 0
+    assert sorted(third.actions) == sorted(second.actions)
+    assert sorted(third.transitions) == sorted(second.transitions)
 
 
 def test_committed_anchors_leave_the_outbox_and_the_journal() -> None:
@@ -209,8 +296,9 @@ def test_committed_anchors_leave_the_outbox_and_the_journal() -> None:
     batch = inputs_of(events)
     run(proc, store, batch, caught_up=False)
     lead = events[0]["lead_id"]
-    raw = store.get(P, lead.encode())
-    assert raw is not None and split_record(raw)[2], "the lead's outputs wait in its outbox"
+    waiting = store.get(P, journal_key(P, f"{TOPIC}:{batch[-1].offset}"))
+    assert waiting is not None, "the lead's outputs wait in the journal"
+    assert lead in decode_journal(waiting).leads
 
     committed.offsets[(TOPIC, P)] = batch[-1].offset + 1  # the consumer committed past it
     more = [dict(events[0], event_id="later", occurred_at=events[-1]["occurred_at"])]
@@ -286,6 +374,7 @@ def test_the_outbox_keeps_at_most_the_cap_of_uncommitted_batches() -> None:
         store,
         committed=committed,
         clock=clock,
+        journal_outputs_max=0,  # every batch's outputs to the outbox
         step=counting_step,
         encode=lambda st: str(st.n).encode(),
         decode=lambda raw: CountState(int(raw)),
