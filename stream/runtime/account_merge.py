@@ -104,6 +104,7 @@ class OriginMerge:
     unchanged); ``unread`` is only asked about the account topic itself."""
 
     __slots__ = (
+        "count",
         "forced",
         "held_since",
         "idle_timeouts",
@@ -123,6 +124,7 @@ class OriginMerge:
         self.forced: set[int] = set()  # origins the merge stopped waiting for
         self.idle_timeouts = 0
         self.last_offset = -1  # of the last message buffered
+        self.count = 0  # messages buffered (kept, not summed over the queues per message)
 
     def _rewind(self, offset: int) -> None:
         """A message at or below the last buffered offset means the consumer went back (a seek
@@ -139,6 +141,7 @@ class OriginMerge:
         for buffered in self.queues.values():
             while buffered and buffered[-1].offset >= offset:
                 buffered.pop()
+                self.count -= 1
         for origin in [o for o, at in self.progress_at.items() if at >= offset]:
             del self.progress_at[origin]
             del self.progress[origin]
@@ -154,8 +157,9 @@ class OriginMerge:
         if queue is None:  # an origin beyond the configured partitions: merge it too
             queue = self.queues[origin] = deque()
         queue.append(slot)
+        self.count += 1
         self.forced.discard(origin)
-        return self.buffered()
+        return self.count
 
     def advance(self, origin: int, stream_time: int, offset: int) -> None:
         """A progress marker at ``offset``: after it on the topic, ``origin`` sends nothing
@@ -169,12 +173,13 @@ class OriginMerge:
         self.queues.setdefault(origin, deque())
 
     def buffered(self) -> int:
-        return sum(len(q) for q in self.queues.values())
+        return self.count
 
     def clear(self) -> None:
         """Drop the buffers and the progress (the consumer seeks back: see :meth:`_rewind`)."""
         for q in self.queues.values():
             q.clear()
+        self.count = 0
         self.progress.clear()
         self.progress_at.clear()
         self.held_since = None
@@ -217,6 +222,7 @@ class OriginMerge:
                 if self.held_since is None:
                     self.held_since = now
                 if now - self.held_since < max_idle:
+                    self.count -= len(out)
                     return out
                 self.forced.update(waiting)
                 self.idle_timeouts += len(waiting)
@@ -228,4 +234,5 @@ class OriginMerge:
             out.append(queue.popleft())
             while queue and len(out) < limit and queue[0].at <= bound:
                 out.append(queue.popleft())
+        self.count -= len(out)
         return out

@@ -196,3 +196,46 @@ def test_a_marker_delivered_again_first_after_a_seek_counts_after_the_rewind() -
     merge.push(TOPIC, slot(None, 0, offset=6))
     assert merge.progress == {1: 40} and merge.buffered() == 2  # 5 and the marker; 7 dropped
     assert times(merge.take(10, never, now=0.0, max_idle=5.0)) == [(0, 30)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["push", "control", "seek", "mark", "take", "wait", "clear"]),
+            st.integers(0, 2),
+            st.integers(0, 50),
+        ),
+        max_size=60,
+    )
+)
+def test_the_buffered_count_is_the_queues_sum_after_any_operations(
+    ops: list[tuple[str, int, int]],
+) -> None:
+    """buffered() is a kept count (not a sum over the origins per message): after any mix of
+    pushes, seeks back, markers, takes (also a held take), bounded waits and clears it equals
+    the messages in the queues."""
+    merge = OriginMerge(TOPIC, range(3))
+    offset = 0
+    for op, origin, n in ops:
+        if op == "push":
+            merge.push(TOPIC, slot(origin, n, offset))
+            offset += 1
+        elif op == "control":
+            merge.push(TOPIC, slot(None, 0, offset))
+            offset += 1
+        elif op == "seek":
+            offset = max(0, offset - n % 5)
+            merge.push(TOPIC, slot(origin, n, offset))
+            offset += 1
+        elif op == "mark":
+            merge.advance(origin, n, offset)
+            offset += 1
+        elif op == "take":
+            merge.take(1 + n % 4, never, now=0.0, max_idle=60.0)
+        elif op == "wait":
+            merge.take(1 + n % 4, never, now=float(n), max_idle=10.0)
+        else:
+            merge.clear()
+            offset = 0
+        assert merge.buffered() == sum(len(q) for q in merge.queues.values())
