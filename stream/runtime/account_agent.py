@@ -28,7 +28,7 @@ from stream.runtime.accounts import (
 )
 from stream.runtime.agent import BUFFER_LOW, LeadRunner
 from stream.runtime.tablestore import TableStore, table_options
-from topics.parse import InvalidEvent, parse_event
+from topics.parse import InvalidEvent, parse_event, parse_forward
 
 if TYPE_CHECKING:
     import faust
@@ -106,12 +106,17 @@ class AccountRunner(LeadRunner):
                 merge = merges[message.partition] = self.new_merge()
             merge.advance(*progress, message.offset)
             return None, None
-        opened = open_envelope(value)
-        if opened is None:
-            return None, InvalidEvent("bad_envelope", "not a forward envelope of the lead runner")
-        raw, topic, partition, offset = opened
         try:
-            event = parse_event(raw)
+            forward = parse_forward(value)  # one pass over envelope and event
+            if forward is not None:
+                event, (topic, partition, offset) = forward
+            else:  # an event of another shape than the fast path's
+                opened = open_envelope(value)
+                if opened is None:
+                    reason = "not a forward envelope of the lead runner"
+                    return None, InvalidEvent("bad_envelope", reason)
+                raw, topic, partition, offset = opened
+                event = parse_event(raw)
         except InvalidEvent as exc:  # the lead runner forwards only valid events
             return None, exc
         if event.account_id is None or message.key != event.account_id.encode():

@@ -28,7 +28,7 @@ from stream.runtime.accounts import (
 )
 from stream.runtime.processor import BatchResult, Input
 from stream.runtime.record import split_record
-from topics.parse import InvalidEvent, parse_event
+from topics.parse import InvalidEvent, parse_event, parse_forward
 
 CFG = load_config()
 TOPIC = "nurture-account-events"
@@ -255,3 +255,31 @@ def test_a_backlog_behind_the_wall_clock_gives_the_replay_outputs(
     _run(proc, store, account_events, 0, out)
     _tick(proc, store, out)
     assert _by_account(out) == _oracle(account_events, horizon)
+
+
+def test_a_forward_is_parsed_in_one_pass_to_what_opening_and_parsing_it_gives() -> None:
+    """parse_forward (the account runner's one pass over envelope and event) gives the event
+    and origin that open_envelope + parse_event give, for every simulated line the lead runner
+    would forward; values of another shape are left to that path (None)."""
+    checked = 0
+    for offset, ev in enumerate(generate(40, 20, 5, customers=5)):
+        try:
+            event = parse_event(ev.line)
+        except InvalidEvent:
+            continue  # the simulation's malformed lines are not forwarded
+        value = forward_envelope(ev.line, "nurture.crm-events", 7, offset)
+        got = parse_forward(value)
+        assert got is not None
+        assert got == (event, ("nurture.crm-events", 7, offset))
+        opened = open_envelope(value)
+        assert opened is not None and parse_event(opened[0]) == got[0]
+        checked += 1
+    assert checked > 300
+    assert parse_forward(b'{"progress":[1,2]}') is None
+    assert parse_forward(b'{"src":["t",1],"event":{}}') is None
+    assert parse_forward(b'{"src":["t",1,2],"event":{"event_id":"e"}}') is None
+    with pytest.raises(InvalidEvent, match="unknown_type"):  # the same checks as parse_event
+        parse_forward(
+            b'{"src":["t",1,2],"event":{"event_id":"e","type":"nope","lead_id":"L",'
+            b'"occurred_at":"2026-11-20T10:00:00Z"}}'
+        )
