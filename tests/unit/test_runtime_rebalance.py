@@ -296,3 +296,33 @@ def test_message_delivered_during_the_seek_records_no_false_gap(tmp_path: Path) 
     # Faust's gap would count 101-102 as acked before the runner processed them
     assert not consumer._gap.get(tp)
     assert consumer._committed_offset[tp] == 100
+
+
+# --- the owned partitions, once per assignment ---------------------------------------------
+
+
+def test_owned_partitions_are_computed_once_per_assignment(tmp_path: Path) -> None:
+    """The runner asks the assignor again only when Faust installed a new assignment (its
+    ``_assignment`` object is replaced at every rebalance)."""
+    from faust.assignor.client_assignment import ClientAssignment
+
+    s = _settings(tmp_path)
+    app: Any = create_app(s)
+    runner = app.nurture_agent
+    assignor = app.assignor
+    calls: list[int] = []
+    assigned_actives = assignor.assigned_actives
+
+    def counted() -> Any:
+        calls.append(1)
+        return assigned_actives()
+
+    assignor.assigned_actives = counted
+    crm, email = s.topic_crm_events, s.topic_email_events
+    assignor._assignment = ClientAssignment(actives={crm: [2, 0], "other": [3]}, standbys={})
+    assert runner.owned_partitions() == [0, 2]
+    assert runner.owned_partitions() == [0, 2]
+    assert len(calls) == 1
+    assignor._assignment = ClientAssignment(actives={email: [1]}, standbys={crm: [0]})
+    assert runner.owned_partitions() == [1]
+    assert len(calls) == 2
