@@ -92,6 +92,9 @@ class AccountRunner(LeadRunner):
     partitions that feed them (:class:`stream.runtime.account_merge.OriginMerge`)."""
 
     lead: LeadRunner | None = None  # the lead runner of this worker (see idle_clock)
+    # account records are not leads: rebuilding partition p's nurture_leads share from them
+    # replaced the lead runner's count of p with nothing when the account runner went second
+    counts_occupancy = False
 
     def new_merge(self) -> OriginMerge:
         return OriginMerge(self.input_topics[0], range(self.settings.topic_partitions))

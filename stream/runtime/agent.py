@@ -99,6 +99,9 @@ class Parsed:
 class LeadRunner:
     """Buffers, merges and processes the input of the partitions this worker owns."""
 
+    # its records are leads: a partition's nurture_leads share is rebuilt from them on assignment
+    counts_occupancy = True
+
     def __init__(
         self,
         app: faust.App,
@@ -344,7 +347,8 @@ class LeadRunner:
         m = self.metrics
         for p in owned:
             if not proc.prepared(p):
-                programs: list[tuple[str | None, str | None]] | None = [] if m else None
+                count = m is not None and self.counts_occupancy
+                programs: list[tuple[str | None, str | None]] | None = [] if count else None
                 n = proc.prepare(p, programs)
                 if m is not None and programs is not None:
                     m.rebuild_occupancy(p, programs)  # nurture_leads right after restarts

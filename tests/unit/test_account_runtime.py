@@ -283,3 +283,43 @@ def test_a_forward_is_parsed_in_one_pass_to_what_opening_and_parsing_it_gives() 
             b'{"src":["t",1,2],"event":{"event_id":"e","type":"nope","lead_id":"L",'
             b'"occurred_at":"2026-11-20T10:00:00Z"}}'
         )
+
+
+def test_assigning_an_account_partition_leaves_the_lead_occupancy_of_that_partition(
+    account_events: list[Event],
+) -> None:
+    """Both runners prepare partition p after an assignment. The lead runner rebuilds p's
+    nurture_leads share from its lead records; the account runner's records are accounts, and
+    it must not rebuild p's share from them (it did: with the account runner second, p's lead
+    count was replaced by nothing)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from stream.metrics import Metrics
+    from stream.runtime.account_agent import AccountRunner
+
+    store = Store()
+    proc = account_processor(CFG, store)
+    for offset, e in enumerate(account_events[:50]):
+        store.apply(proc.process(0, [Input(TOPIC, offset, as_account_input(e))], False))
+    assert any(not k.startswith(b"__") for k in store.data)
+    metrics = Metrics()
+    metrics.rebuild_occupancy(0, [("mql_nurture", "awareness")] * 3)  # the lead runner's count
+    runner: Any = object.__new__(AccountRunner)
+    runner.app = SimpleNamespace(
+        assignor=SimpleNamespace(assigned_actives=lambda: {TP(TOPIC, 0)}),
+        flow_control=SimpleNamespace(is_active=lambda: False),  # stop after preparing
+    )
+    runner.input_topics = (TOPIC,)
+    runner.processor = account_processor(CFG, store)  # a fresh one: partition 0 unprepared
+    runner.metrics = metrics
+    runner.trace_out = None
+    runner._logged = 0.0
+    asyncio.run(runner._round())
+    assert runner.processor.prepared(0)  # the account partition was prepared
+    got = metrics.registry.get_sample_value(
+        "nurture_leads", {"program": "mql_nurture", "state": "awareness"}
+    )
+    assert got == 3
