@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
@@ -52,3 +53,58 @@ def test_small_groups_join_the_open_batch_large_ones_go_as_one(
         *(f"small-{i}" for i in range(3)),
         *(f"large-{i}" for i in range(20)),
     ]
+
+
+CHANGELOG_RECORD = b"x" * 2300  # a lead's changelog record is ~2.3 KB (bench mean 2,390 B)
+
+
+async def _send_partition_batch(bootstrap: str, topic: str, max_batch_size: int) -> int:
+    """How many times the event loop ran other tasks while the batch was queued."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=LINGER_MS, max_batch_size=max_batch_size
+    )
+    await producer.start()
+    try:
+        sender = Sender(lambda: producer)
+        await sender.send([(topic, 0, b"warm-up", b"{}")])  # the topic's metadata
+        await producer.flush()
+        switches = 0
+
+        async def count() -> None:
+            nonlocal switches
+            while True:
+                await asyncio.sleep(0)
+                switches += 1
+
+        counter = asyncio.create_task(count())
+        await asyncio.sleep(0)
+        before = switches
+        records = [(topic, 0, b"lead-%d" % i, CHANGELOG_RECORD) for i in range(50)]
+        futures = await sender.send(records)
+        during = switches - before
+        counter.cancel()
+        await producer.flush()
+        assert last_offset(futures[(topic, 0)]) == 50
+        return during
+    finally:
+        await producer.stop()
+
+
+def test_a_partition_batch_of_lead_records_queues_without_a_produce_round_trip(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    """The worker's producer batches hold a batch's changelog records (50 leads, ~115 KB, sent
+    record by record) and queueing them never waits: with Faust's default of 16 KB every 7th
+    append awaited the drain of a full batch (its linger, then the request in flight: one per
+    broker), and the worker's whole round waited with it (here 22,120 turns of the event loop
+    with a 3 s linger)."""
+    from stream.app import create_app
+    from stream.settings import Settings
+
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, data_dir=tmp_path / "data")
+    max_batch_size = create_app(settings).conf.producer_max_batch_size
+    topic = topic_factory("sender-batch", partitions=1)
+    waits = asyncio.run(_send_partition_batch(kafka_bootstrap, topic, max_batch_size))
+    assert waits == 0, f"queueing the batch gave the event loop away {waits} times"
+    got = consume_all(kafka_bootstrap, topic, until=lambda r: len(r) >= 51, timeout=60)
+    assert len(got) == 51
