@@ -271,3 +271,32 @@ def test_peek_program_reads_both_codec_versions() -> None:
     for junk in (b"\x92\x07\x90", b"\xc1", b"[1,2]"):
         with pytest.raises(ValueError):
             peek_program(junk)
+
+
+def _strftime_rfc3339(ms: int) -> str:
+    """The rendering ms_to_rfc3339 had (strftime of the whole instant): the oracle."""
+    import time
+
+    seconds, millis = divmod(ms, 1000)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{millis:03d}Z" if millis else text + "Z"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(-(10**12), 253_402_300_799_999))  # 1938 .. 9999-12-31T23:59:59.999Z
+def test_rfc3339_rendering_equals_strftime_of_the_instant(ms: int) -> None:
+    """Every output's ``at`` text: the per-day cached date plus arithmetic time of day gives
+    strftime's text for any instant (outputs stay byte-identical)."""
+    from stream.core.model import ms_to_rfc3339, rfc3339_to_ms
+
+    assert ms_to_rfc3339(ms) == _strftime_rfc3339(ms)
+    assert rfc3339_to_ms(ms_to_rfc3339(ms)) == ms
+
+
+def test_rfc3339_rendering_at_day_and_second_edges() -> None:
+    from stream.core.model import ms_to_rfc3339
+
+    for ms in (0, 1, 999, 1000, DAY_MS - 1, DAY_MS, -1, -DAY_MS, 1_790_000_000_000):
+        assert ms_to_rfc3339(ms) == _strftime_rfc3339(ms)
+    assert ms_to_rfc3339(DAY_MS - 1) == "1970-01-01T23:59:59.999Z"
+    assert ms_to_rfc3339(-1) == "1969-12-31T23:59:59.999Z"
