@@ -67,15 +67,7 @@ class TableStore:
     def write(self, partition: int, writes: Mapping[bytes, bytes | None]) -> None:
         """All of a batch's writes to one partition in one RocksDB write batch (``None``:
         delete the key)."""
-        import rocksdict
-
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        for key, value in writes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self._db(partition).write(batch)
+        write_batch(self._db(partition), writes)
 
     @property
     def changelog_topic(self) -> str:
@@ -92,3 +84,16 @@ class TableStore:
 
     def partitions(self) -> Iterable[int]:
         return list(self._store._dbs)
+
+
+def write_batch(db: Any, writes: Mapping[bytes, bytes | None]) -> None:
+    """``writes`` to a raw-mode rocksdict ``db`` in one WriteBatch (``None``: delete the key)."""
+    import rocksdict
+
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    for key, value in writes.items():
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    db.write(batch)

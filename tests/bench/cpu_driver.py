@@ -39,6 +39,7 @@ from stream.core.model import DAY_MS
 from stream.offline.simulate import generate
 from stream.runtime.accounts import account_forward, account_processor
 from stream.runtime.processor import BatchResult, Input, LeadProcessor
+from stream.runtime.tablestore import write_batch
 
 PARTITIONS = 12
 DAYS = 30
@@ -102,13 +103,7 @@ class RocksStore:
         return list(self._db(partition).items())
 
     def write(self, partition: int, writes: dict[bytes, bytes | None]) -> None:
-        batch = self._rocksdict.WriteBatch(raw_mode=True)
-        for key, value in writes.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self._db(partition).write(batch)
+        write_batch(self._db(partition), writes)  # as the worker's TableStore.write
 
     def values(self) -> Iterator[tuple[bytes, bytes]]:
         for db in self.dbs.values():
