@@ -219,6 +219,38 @@ def time_passthrough(settings: Settings, total: int, tmp: Path) -> Row:
     return Row("bare Faust passthrough agent (per event)", total, seconds)
 
 
+def cpu_seconds(pid: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of ``pid`` by thread name, and ``total``."""
+    if pid is None:
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue  # the thread ended
+        fields = stat.rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        key = "main" if task.name == str(pid) else name
+        out[key] = out.get(key, 0.0) + used
+    out["total"] = sum(out.values())
+    return out
+
+
+def _cpu_line(before: dict[str, float], after: dict[str, float], inputs: int) -> str:
+    used = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    parts = [
+        f"{k} {v:.1f} s" for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if k != "total"
+    ]
+    return (
+        f"  worker CPU in the paced window: {used.get('total', 0.0):.1f} s, "
+        f"{1e6 * used.get('total', 0.0) / max(1, inputs):.0f} us per input "
+        f"({', '.join(parts[:4])})"
+    )
+
+
 def _rss_mb(pid: int | None) -> float:
     if pid is None:
         return float("nan")
@@ -308,6 +340,7 @@ def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handle
     since = time.time() * 1000
     records = records[: int(rate * PACED_SECONDS)]
     inputs0, batches0 = _batch_counts(worker)
+    cpu0 = cpu_seconds(worker.pid)
     spy = None
     if PROFILE_DIR:
         from tests.bench.pyspy import record
@@ -318,6 +351,7 @@ def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handle
     sent_at = produce(settings, records, rate=rate)
     wait_handled(worker, handled + len(records), timeout=600)
     inputs1, batches1 = _batch_counts(worker)
+    cpu = _cpu_line(cpu0, cpu_seconds(worker.pid), len(records))
     profile: list[str] = []
     if spy is not None:
         from tests.bench.pyspy import summarize
@@ -338,7 +372,7 @@ def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handle
             into = account_lat if value.get("account_id") else lat
             into.append(float(rec["timestamp"] - sent))
     per_batch = (inputs1 - inputs0) / max(1.0, batches1 - batches0)
-    return Paced(len(records), lat, account_lat, per_batch, profile, since)
+    return Paced(len(records), lat, account_lat, per_batch, [cpu, *profile], since)
 
 
 def _account_line(lat: list[float]) -> str:
@@ -462,6 +496,7 @@ def test_bench_worker_latency(kafka_bootstrap: str, tmp_path: Path) -> None:
                 _account_line(paced.account_latencies_ms),
                 *latency_lines(tmp_path / "trace.jsonl", paced.since_ms),
                 *latency_lines(tmp_path / "trace.jsonl", paced.since_ms, "AccountRunner"),
+                *paced.profile,
             ]
         )
     )
