@@ -61,6 +61,7 @@ MAX_DEAD_LETTER_BYTES = 900_000  # stay under the broker's default 1 MB message 
 BUFFER_HIGH = 4096  # buffered messages of one topic partition that pause its fetching
 BUFFER_LOW = 1024  # ... and resume it
 LINGER_S = 0.005  # let a fetch's messages arrive before a small batch is cut
+LATE_LOG_EVERY_S = 5.0  # at most one late-input warning per runner in this many seconds
 
 
 def tick_topic_name(settings: Settings) -> str:
@@ -150,6 +151,8 @@ class LeadRunner:
         self.idle_timeouts = 0
         self.late_events = 0
         self._logged = 0.0
+        self._late_logged = -LATE_LOG_EVERY_S  # monotonic time of the last late-input warning
+        self._late_unlogged = 0  # late inputs since that warning, not in a warning yet
         self.busy_s = 0.0  # time spent in batch rounds (see idle_clock)
         self.counters = counters  # the runtime series (one set per registry: the lead runner's)
         self.stall_watch = StallWatch(lambda: app.consumer)  # logs input that is not delivered
@@ -440,19 +443,32 @@ class LeadRunner:
     def _log_late(self, p: int, result: BatchResult) -> None:
         """Input that reached the partition after later input (not in event time): its lead's
         timers may have fired before it, unlike replay. The merge gave up waiting, or the
-        input was not on the broker yet when the later one was read."""
+        input was not on the broker yet when the later one was read. Counted always
+        (``late_events``, ``nurture_runtime_late_inputs_total``); logged at most once per
+        :data:`LATE_LOG_EVERY_S` (a warning per batch was 4% of the worker's samples under
+        live input with frequent cross-topic races), with the count since the last warning."""
         self.late_events += result.late
+        if self.counters is not None:
+            self.counters.late_inputs.inc(result.late)
+        self._late_unlogged += result.late
+        now = time.monotonic()
+        if now - self._late_logged < LATE_LOG_EVERY_S:
+            return
         assert result.late_first is not None
         topic, offset, at, stream_time = result.late_first
         log.warning(
-            "partition %d: %d late input(s) in a batch, first %s@%d at %s behind stream time %s",
+            "partition %d: %d late input(s) in a batch (%d since the last such warning), "
+            "first %s@%d at %s behind stream time %s",
             p,
             result.late,
+            self._late_unlogged,
             topic,
             offset,
             ms_to_rfc3339(at),
             ms_to_rfc3339(stream_time),
         )
+        self._late_logged = now
+        self._late_unlogged = 0
 
     async def _flush(
         self, p: int, result: BatchResult, slots: list[Slot], trace: BatchTrace | None = None

@@ -28,6 +28,11 @@ class RuntimeCounters:
             "Re-delivered inputs already applied to their lead (not stepped again).",
             registry=r,
         )
+        self.late_inputs = Counter(
+            PREFIX + "late_inputs_total",
+            "Inputs stepped behind their partition's stream time (not in event time).",
+            registry=r,
+        )
         self.idle_timeouts = Counter(
             PREFIX + "eventtime_idle_timeouts_total",
             "Times a partition stopped waiting for an input topic with unread data "

@@ -326,3 +326,44 @@ def test_owned_partitions_are_computed_once_per_assignment(tmp_path: Path) -> No
     assignor._assignment = ClientAssignment(actives={email: [1]}, standbys={crm: [0]})
     assert runner.owned_partitions() == [1]
     assert len(calls) == 2
+
+
+# --- late inputs: always counted, logged at most once per interval -------------------------
+
+
+def test_late_inputs_are_counted_always_and_logged_once_per_interval(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from stream.runtime.agent import LATE_LOG_EVERY_S
+    from stream.runtime.processor import BatchResult
+
+    s = _settings(tmp_path)
+    app: Any = create_app(s)
+    runner = app.nurture_agent
+    at = 1_900_000_000_000
+
+    def late(n: int, offset: int) -> BatchResult:
+        result = BatchResult(partition=PARTITION)
+        result.late = n
+        result.late_first = (s.topic_product_events, offset, at, at + 60_000)
+        return result
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "late input" in r.getMessage()]
+
+    def counted() -> float:
+        return float(
+            app.nurture_metrics.registry.get_sample_value("nurture_runtime_late_inputs_total")
+        )
+
+    with caplog.at_level("WARNING", logger="nurture.worker"):
+        runner._log_late(PARTITION, late(2, 10))
+        runner._log_late(PARTITION, late(3, 20))
+        runner._log_late(0, late(4, 30))
+        assert len(logged()) == 1 and "2 late input(s)" in logged()[0]
+        assert runner.late_events == 9 and counted() == 9
+        runner._late_logged -= LATE_LOG_EVERY_S  # the interval passed
+        runner._log_late(PARTITION, late(1, 40))
+    assert len(logged()) == 2
+    assert "(8 since the last such warning)" in logged()[1] and "@40 " in logged()[1]
+    assert runner.late_events == 10 and counted() == 10
