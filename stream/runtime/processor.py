@@ -313,9 +313,12 @@ class LeadProcessor:
     # --- processing --------------------------------------------------------------------------
     def _fire_due(self, st: Any, lead_id: str, until: int, pending: _Pending) -> Any:
         for _ in range(MAX_TIMER_CHAIN):
-            if st is None or not st.timers:
+            if st is None:
                 return st
-            timer = min(st.timers)
+            timers = st.timers  # (an account's is a property: read once)
+            if not timers:
+                return st
+            timer = timers[0]  # both cores keep a state's timers sorted by due
             if timer.due > until:
                 return st
             result = self._step(st, TimerFired(lead_id, timer.timer_id, timer.due), self.config)
@@ -553,4 +556,6 @@ class LeadProcessor:
 
 
 def _next_due(st: Any) -> int | None:
-    return min(t.due for t in st.timers) if st.timers else None
+    """The earliest due time of a state's timers (both cores keep them sorted by due)."""
+    timers = st.timers
+    return timers[0].due if timers else None

@@ -300,3 +300,16 @@ def test_rfc3339_rendering_at_day_and_second_edges() -> None:
         assert ms_to_rfc3339(ms) == _strftime_rfc3339(ms)
     assert ms_to_rfc3339(DAY_MS - 1) == "1970-01-01T23:59:59.999Z"
     assert ms_to_rfc3339(-1) == "1969-12-31T23:59:59.999Z"
+
+
+def test_every_state_keeps_its_timers_sorted_by_due() -> None:
+    """The worker reads a lead's next due timer as ``timers[0]`` (processor._next_due and
+    _fire_due): every step result's state keeps its timers sorted, and so does the codec."""
+    config = load_config()
+    checked = 0
+    for result in drive(stream(3, 300, 20), config):
+        timers = result.state.timers
+        assert list(timers) == sorted(timers)
+        assert decode_state(encode_state(result.state)).timers == timers
+        checked += len(timers) > 1
+    assert checked > 100  # states with several pending timers were seen
