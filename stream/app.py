@@ -120,6 +120,7 @@ def create_app(
         logging_config=None,
     )
     app.fetch_max_wait_ms = s.fetch_max_wait_ms
+    app.fetch_min_bytes = s.fetch_min_bytes
     options = table_options(s.state_write_buffer_mb, s.state_block_cache_mb)
     leads = app.Table(
         "leads",

@@ -76,12 +76,21 @@ class Settings(BaseSettings):
         8, ge=1, le=4096, description="RocksDB block cache per table partition (MB)"
     )
     fetch_max_wait_ms: int = Field(
-        100,
+        10,
         ge=1,
         le=30_000,
         description="how long a fetch waits at the broker for new data (Faust hard-codes "
         "1500 ms; one fetch per broker is in flight, so a partition drained meanwhile is "
         "fetched again only after it returns)",
+    )
+    fetch_min_bytes: int = Field(
+        65_536,
+        ge=1,
+        le=64 * 1024 * 1024,
+        description="how much new data a fetch waits for at the broker, up to "
+        "fetch_max_wait_ms (aiokafka's default of 1 byte answers every fetch at the first "
+        "message: about one fetch request per few messages, each over every assigned "
+        "partition, at a live input rate)",
     )
     trace_latency_file: Path | None = Field(
         None,

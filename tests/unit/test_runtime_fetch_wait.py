@@ -28,14 +28,17 @@ def _settings(tmp_path: Path, **fields: Any) -> Settings:
     )
 
 
-async def _built_wait(settings: Settings, thread_class: Any = None) -> int:
-    """The fetch wait of the aiokafka consumer the app's consumer thread (or ``thread_class``)
-    builds; the app is created inside the event loop, as the worker does."""
+async def _built_wait(
+    settings: Settings, thread_class: Any = None, field: str = "_fetch_max_wait_ms"
+) -> int:
+    """The fetch wait (or another ``field``) of the aiokafka consumer the app's consumer
+    thread (or ``thread_class``) builds; the app is created inside the event loop, as the
+    worker does."""
     app: Any = create_app(settings)
     thread = app.consumer._thread if thread_class is None else thread_class(app.consumer)
     consumer = thread._create_worker_consumer(app.transport)
     try:
-        return int(consumer._fetch_max_wait_ms)
+        return int(getattr(consumer, field))
     finally:
         await consumer.stop()
 
@@ -51,6 +54,23 @@ def test_fetch_wait_reaches_the_worker_consumer(
     tmp_path: Path, fields: dict[str, Any], want_ms: int
 ) -> None:
     assert asyncio.run(_built_wait(_settings(tmp_path, **fields))) == want_ms
+
+
+@pytest.mark.parametrize(
+    ("fields", "want"),
+    [
+        pytest.param({}, Settings.model_fields["fetch_min_bytes"].default, id="default"),
+        pytest.param({"fetch_min_bytes": 1}, 1, id="configured"),
+    ],
+)
+def test_fetch_minimum_reaches_the_worker_consumer(
+    tmp_path: Path, fields: dict[str, Any], want: int
+) -> None:
+    """aiokafka's 1 byte answered a fetch at every message: the worker waits for 64 KB or
+    the fetch wait, whichever comes first."""
+    got = asyncio.run(_built_wait(_settings(tmp_path, **fields), field="_fetch_min_bytes"))
+    assert got == want
+    assert Settings.model_fields["fetch_min_bytes"].default > 1
 
 
 def test_faust_alone_would_wait_its_fixed_fetch_wait(tmp_path: Path) -> None:
