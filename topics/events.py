@@ -64,7 +64,7 @@ AdvocacyKind = Literal["review", "reference", "case_study"]
 
 # --- CRM --------------------------------------------------------------------------------------
 class LeadProfile(Properties):
-    company_size: int | None = Field(None, ge=0, description="employees")
+    company_size: int | None = Field(None, ge=0, le=10_000_000, description="employees")
     industry: str | None = None
     country: str | None = None
     tech_stack: list[str] | None = None

@@ -64,6 +64,11 @@ PASSIVE = frozenset(
 )
 
 
+#: the largest company size the core keeps (the contract's bound too; the largest employers
+#: have a few million employees)
+MAX_COMPANY_SIZE = 10_000_000
+
+
 def number(v: Any) -> float | None:
     """A JSON number as float; None for anything else (bools included)."""
     if isinstance(v, bool) or not isinstance(v, int | float):
@@ -72,9 +77,15 @@ def number(v: Any) -> float | None:
 
 
 def update_firmographics(d: LeadState, props: Mapping[str, Any], cfg: RulesConfig) -> bool:
-    """Merge profile fields (and the time zone); return True when the ICP tier changed."""
+    """Merge profile fields (and the time zone); return True when the ICP tier changed. A
+    company size outside ``0..MAX_COMPANY_SIZE`` (or not finite) is ignored: the state stores
+    it as an integer, and the codec cannot hold one past 2**64."""
     size = props.get("company_size")
-    if isinstance(size, int | float) and not isinstance(size, bool):
+    if (
+        isinstance(size, int | float)
+        and not isinstance(size, bool)
+        and 0 <= size <= MAX_COMPANY_SIZE
+    ):
         d.company_size = int(size)
     industry = props.get("industry")
     if isinstance(industry, str) and industry:

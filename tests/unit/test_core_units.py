@@ -6,6 +6,7 @@ import itertools
 import random
 from typing import get_args
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -313,3 +314,38 @@ def test_every_state_keeps_its_timers_sorted_by_due() -> None:
         assert decode_state(encode_state(result.state)).timers == timers
         checked += len(timers) > 1
     assert checked > 100  # states with several pending timers were seen
+
+
+# --- company size: the state stores an integer the codec can hold -----------------------------
+@pytest.mark.parametrize(
+    ("size", "kept"),
+    [
+        pytest.param(2500, 2500, id="a_plain_size_is_kept"),
+        pytest.param(2500.0, 2500, id="an_integral_float_is_kept_as_int"),
+        pytest.param(10_000_000, 10_000_000, id="the_bound_is_kept"),
+        pytest.param(1.8446744073709552e19, None, id="past_2_64_is_ignored"),
+        pytest.param(10**30, None, id="a_huge_int_is_ignored"),
+        pytest.param(float("inf"), None, id="infinity_is_ignored"),
+        pytest.param(-5, None, id="a_negative_size_is_ignored"),
+    ],
+)
+def test_company_size_outside_the_bound_is_ignored_and_the_state_encodes(
+    size: float, kept: int | None
+) -> None:
+    from stream.core.facts import MAX_COMPANY_SIZE, update_firmographics
+    from topics.parse import InvalidEvent, parse_event
+
+    d = LeadState(lead_id="L1")
+    update_firmographics(d, {"company_size": size}, CFG)
+    assert d.company_size == kept
+    assert decode_state(encode_state(d)).company_size == kept  # OverflowError before the bound
+    # the contract has the same bound: a message past it is dead-lettered at the boundary
+    body = {
+        "event_id": "e1",
+        "type": "lead.created",
+        "lead_id": "L1",
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "properties": {"company_size": MAX_COMPANY_SIZE + 1},
+    }
+    with pytest.raises(InvalidEvent):
+        parse_event(orjson.dumps(body), b"L1", key_required=True)
