@@ -347,18 +347,12 @@ class LeadProcessor:
         touched = {}
         topic, offset = inp.topic, inp.offset
         for outputs in self._journal_outputs(partition, f"{topic}:{offset}"):
-            key = outputs.lead_id.encode()
-            res.transitions.extend((key, v) for v in outputs.transitions)
-            res.actions.extend((key, v) for v in outputs.actions)
-            res.replayed += len(outputs.transitions) + len(outputs.actions)
+            _resend(res, outputs.lead_id, outputs.transitions, outputs.actions)
         for lead_id in leads:  # outputs kept in outboxes (too large, or an earlier layout)
             rec = self._load(part, partition, lead_id)
             for entry in rec.outbox:
                 if entry.offset == offset and entry.partition == partition and entry.topic == topic:
-                    key = lead_id.encode()
-                    res.transitions.extend((key, v) for v in entry.transitions)
-                    res.actions.extend((key, v) for v in entry.actions)
-                    res.replayed += len(entry.transitions) + len(entry.actions)
+                    _resend(res, lead_id, entry.transitions, entry.actions)
             touched[lead_id] = rec
         return touched
 
@@ -553,6 +547,14 @@ class LeadProcessor:
             return None
         state_bytes, applied, outbox, history = split_record(raw)
         return LeadRecord(self._decode(state_bytes), applied, outbox, history)
+
+
+def _resend(res: BatchResult, lead_id: str, transitions: list[bytes], actions: list[bytes]) -> None:
+    """Queue a lead's kept outputs of a re-delivered anchor again (as they were sent)."""
+    key = lead_id.encode()
+    res.transitions.extend((key, v) for v in transitions)
+    res.actions.extend((key, v) for v in actions)
+    res.replayed += len(transitions) + len(actions)
 
 
 def _next_due(st: Any) -> int | None:
