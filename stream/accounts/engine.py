@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from stream.accounts import expansion, plays
 from stream.accounts.health import DAY, day_of, entry_day

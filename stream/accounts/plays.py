@@ -8,7 +8,7 @@ answer depends on event time only, never on when the worker happens to run.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from msgspec.structs import replace
 
 from stream.accounts.health import DAY, usage_trend, weekly_active
 from stream.accounts.model import User

@@ -10,8 +10,9 @@ action id is derived from its cause (:func:`stream.core.ids.action_id`).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from stream.accounts.config import AccountRules
 from stream.accounts.health import Assessment, assess, explain
