@@ -2,8 +2,8 @@
 ``<app_id>-account-events`` and its tick topic, and ``GET /accounts/{account_id}``.
 
 :func:`install_accounts` adds all of it to the worker app; the lead runner forwards each event
-an account needs (:func:`stream.runtime.accounts.account_forward`: the original bytes in an
-envelope naming their origin), keyed by account, in the same batch as the lead outputs (so
+an account needs (:func:`stream.runtime.accounts.account_forward`: the parsed event and its
+origin), keyed by account, in the same batch as the lead outputs (so
 before its offsets are acked). The account runner is the lead runner
 (:class:`stream.runtime.agent.LeadRunner`: per-partition batches, stream time, outbox, ticks,
 due-index rebuild after assignment) over one input topic with the account processor; only
@@ -25,6 +25,7 @@ from stream.runtime.accounts import (
     account_view,
     as_account_input,
     open_envelope,
+    open_forward,
 )
 from stream.runtime.agent import BUFFER_LOW, LeadRunner
 from stream.runtime.tablestore import TableStore, table_options
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     import faust
 
     from stream.core.config import RulesConfig
+    from stream.core.model import Event
     from stream.metrics import Metrics
     from stream.runtime.merge import Slot
     from stream.runtime.processor import BatchResult, Committed
@@ -109,19 +111,10 @@ class AccountRunner(LeadRunner):
                 merge = merges[message.partition] = self.new_merge()
             merge.advance(*progress, message.offset)
             return None, None
-        try:
-            forward = parse_forward(value)  # one pass over envelope and event
-            if forward is not None:
-                event, (topic, partition, offset) = forward
-            else:  # an event of another shape than the fast path's
-                opened = open_envelope(value)
-                if opened is None:
-                    reason = "not a forward envelope of the lead runner"
-                    return None, InvalidEvent("bad_envelope", reason)
-                raw, topic, partition, offset = opened
-                event = parse_event(raw)
-        except InvalidEvent as exc:  # the lead runner forwards only valid events
-            return None, exc
+        opened = _open_forward(value)
+        if isinstance(opened, InvalidEvent):  # the lead runner forwards only valid events
+            return None, opened
+        event, topic, partition, offset = opened
         if event.account_id is None or message.key != event.account_id.encode():
             return None, InvalidEvent("key_mismatch", "account key != account_id")
         # keyed by account, deduplicated by origin (see runtime.accounts)
@@ -139,6 +132,25 @@ class AccountRunner(LeadRunner):
 
     def observe_series(self, m: Metrics, result: BatchResult, slots: list[Slot]) -> None:
         """The lead series (transitions by program, timer lag) stay the leads' own."""
+
+
+def _open_forward(value: bytes) -> tuple[Event, str, int, int] | InvalidEvent:
+    """The event and origin (topic, partition, offset) of a forward, or why it is invalid."""
+    forward = open_forward(value)  # the event as the lead runner parsed it
+    if forward is not None:
+        return forward.event, forward.topic, forward.partition, forward.offset
+    try:  # a JSON envelope, as workers before Forward wrote them
+        parsed = parse_forward(value)  # one pass over envelope and event
+        if parsed is not None:
+            event, (topic, partition, offset) = parsed
+            return event, topic, partition, offset
+        opened = open_envelope(value)  # an event of another shape than that one pass reads
+        if opened is None:
+            return InvalidEvent("bad_envelope", "not a forward envelope of the lead runner")
+        raw, topic, partition, offset = opened
+        return parse_event(raw), topic, partition, offset
+    except InvalidEvent as exc:
+        return exc
 
 
 def install_accounts(

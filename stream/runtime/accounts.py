@@ -1,14 +1,17 @@
 """Accounts in the worker: the re-keying of account events and the account processor.
 
 Events that carry an ``account_id`` and a type the account folds
-(:data:`stream.accounts.engine.ACCOUNT_EVENT_TYPES`) are forwarded, with their original bytes,
-to the internal topic ``<app_id>-account-events`` keyed by ``account_id``; that topic is
+(:data:`stream.accounts.engine.ACCOUNT_EVENT_TYPES`) are forwarded, as the lead runner parsed
+them, to the internal topic ``<app_id>-account-events`` keyed by ``account_id``; that topic is
 co-partitioned with the ``accounts`` table, so each account is folded by exactly one worker
 and never read from another partition. No side cache of accounts exists besides the
 processor's bounded LRU in front of the table.
 
-Each forward is an envelope (:func:`forward_envelope`): the original event bytes and their
-origin, the input topic, partition and offset the lead runner read them from. The lead runner
+Each forward (:class:`Forward`, MessagePack) holds the parsed event and its origin, the input
+topic, partition and offset the lead runner read it from: the account runner decodes it
+without parsing and validating the event's JSON again (0.7 against 4.7 us per forward, and
+155 against 231 bytes, on simulated input). Forwards written by earlier workers, a JSON
+envelope around the original bytes (:func:`forward_envelope`), are still read. The lead runner
 forwards every event of a batch, also one it does not step again after a restart (its first
 forward may not have reached the broker), so the account topic holds a re-sent copy of every
 forward whose input was not committed when a worker died. The account record keeps, per
@@ -31,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 
 from stream.accounts.engine import ACCOUNT_EVENT_TYPES, step_account
@@ -58,12 +62,45 @@ def account_key(event: Event) -> bytes | None:
     return event.account_id.encode()
 
 
+class Forward(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """The account-topic value of a forward: the event as the lead runner parsed and validated
+    it, and where the lead runner read it (its origin)."""
+
+    topic: str
+    partition: int
+    offset: int
+    event: Event
+
+
+FORWARD_MARK = 0x94  # the first byte of a Forward (a MessagePack array of 4); JSON starts "{"
+_encode_forward = msgspec.msgpack.Encoder().encode
+_decode_forward = msgspec.msgpack.Decoder(Forward).decode
+
+
+def forward_value(event: Event, topic: str, partition: int, offset: int) -> bytes:
+    """The account-topic value of a forward of ``event``, read at ``topic``/``partition``/
+    ``offset``."""
+    return _encode_forward(Forward(topic, partition, offset, event))
+
+
+def open_forward(value: bytes) -> Forward | None:
+    """The forward in ``value``, or None if it is not one (a progress marker, a JSON envelope
+    of an earlier worker, or anything else)."""
+    if not value or value[0] != FORWARD_MARK:
+        return None
+    try:
+        return _decode_forward(value)
+    except msgspec.DecodeError:  # ValidationError is a DecodeError
+        return None
+
+
 _EVENT_FIELD = b',"event":'
 
 
 def forward_envelope(raw: bytes, topic: str, partition: int, offset: int) -> bytes:
-    """The account-topic value of a forward: ``{"src": [topic, partition, offset], "event":
-    <the original bytes>}`` (the original is valid JSON: only parsed events are forwarded)."""
+    """The account-topic value of a forward as workers before :class:`Forward` wrote it:
+    ``{"src": [topic, partition, offset], "event": <the original bytes>}`` (still read, see
+    :func:`open_envelope`; written only by tests now)."""
     return orjson.dumps({"src": [topic, partition, offset]})[:-1] + _EVENT_FIELD + raw + b"}"
 
 
@@ -87,7 +124,7 @@ def account_forward(topic: str, message: Any, event: Event) -> Record | None:
     key = account_key(event)
     if key is None:
         return None
-    value = forward_envelope(message.value, message.topic, message.partition, message.offset)
+    value = forward_value(event, message.topic, message.partition, message.offset)
     return (topic, None, key, value)
 
 

@@ -9,9 +9,9 @@ through what the worker runs for every message, minus Faust and the broker:
   a temp dir with ``rocksdb=True``, as :class:`stream.runtime.tablestore.TableStore` writes);
 * the worker's metrics of each batch (``LeadRunner.observe_series`` into a real
   :class:`stream.metrics.Metrics`);
-* the account path: the forward envelope of every account event
-  (:func:`stream.runtime.accounts.account_forward`), opened and parsed again as the account
-  runner does (``AccountRunner.parse``), and the account processor over batches of it.
+* the account path: the forward of every account event
+  (:func:`stream.runtime.accounts.account_forward`), decoded as the account runner
+  does (``AccountRunner.parse``), and the account processor over batches of it.
 
 Partitions are the Kafka default partitioner's (murmur2 of the key); offsets count per topic
 partition; a partition's batch is its next ``batch_size`` inputs in delivery order; the

@@ -19,7 +19,7 @@ from stream.core.config import load_config
 from stream.core.model import DAY_MS, HOUR_MS, Event, ms_to_rfc3339, rfc3339_to_ms
 from stream.offline.customers import CUSTOMER_PERSONAS
 from stream.offline.simulate import SimEvent, generate
-from stream.runtime.accounts import account_key
+from stream.runtime.accounts import account_key, open_forward
 from topics.parse import InvalidEvent, parse_event
 
 if TYPE_CHECKING:
@@ -94,8 +94,33 @@ def origin_of(row: dict[str, Any]) -> tuple[str, int, int]:
 
 
 def forwards(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The forward envelopes among account-topic rows (the rest are progress markers)."""
-    return [r for r in rows if isinstance(r["value"], dict) and "src" in r["value"]]
+    """The forwards among account-topic rows (the rest are progress markers), each value as
+    ``{"src": [topic, partition, offset], "event": <the event in the contract's JSON>}``: a
+    forward (MessagePack) decoded, a JSON envelope of an earlier worker as it is."""
+    out = []
+    for row in rows:
+        value = row["value"]
+        if isinstance(value, bytes):
+            forward = open_forward(value)
+            if forward is None:
+                continue
+            src = [forward.topic, forward.partition, forward.offset]
+            row = {**row, "value": {"src": src, "event": _contract_json(forward.event)}}
+        elif not (isinstance(value, dict) and "src" in value):
+            continue
+        out.append(row)
+    return out
+
+
+def _contract_json(event: Event) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "type": event.type,
+        "lead_id": event.lead_id,
+        "occurred_at": ms_to_rfc3339(event.at),
+        "account_id": event.account_id,
+        "properties": dict(event.properties),
+    }
 
 
 def file_order(events: Iterable[SimEvent]) -> dict[str, list[Event]]:

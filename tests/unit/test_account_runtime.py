@@ -24,7 +24,9 @@ from stream.runtime.accounts import (
     account_view,
     as_account_input,
     forward_envelope,
+    forward_value,
     open_envelope,
+    open_forward,
 )
 from stream.runtime.processor import BatchResult, Input
 from stream.runtime.record import split_record
@@ -200,9 +202,10 @@ def test_forward_envelope_round_trip() -> None:
 
     class Message:
         topic, partition, offset, value = "nurture.product-events", 3, 41, raw
+        src = ("nurture.product-events", 3, 41)
 
     record = account_forward("acc", Message(), parse_event(raw))
-    assert record == ("acc", None, b"A", value)
+    assert record == ("acc", None, b"A", forward_value(parse_event(raw), *Message.src))
 
 
 def test_re_sent_forwards_are_applied_once_whatever_the_event_id_window(
@@ -283,6 +286,43 @@ def test_a_forward_is_parsed_in_one_pass_to_what_opening_and_parsing_it_gives() 
             b'{"src":["t",1,2],"event":{"event_id":"e","type":"nope","lead_id":"L",'
             b'"occurred_at":"2026-11-20T10:00:00Z"}}'
         )
+
+
+def test_a_forward_carries_the_event_the_lead_runner_parsed() -> None:
+    """The account runner reads a forward (MessagePack) back to the event parse_event gives
+    for the original line and its origin, for every simulated line the lead runner forwards;
+    a JSON envelope of an earlier worker is still read to the same input; a value that is
+    neither is an invalid input (bad_envelope), not a crash."""
+    from stream.runtime.account_agent import _open_forward
+
+    checked = 0
+    for offset, ev in enumerate(generate(40, 20, 5, customers=5)):
+        try:
+            event = parse_event(ev.line)
+        except InvalidEvent:
+            continue
+        if account_key(event) is None:
+            continue
+
+        class Message:
+            topic, partition, value = "nurture.crm-events", 7, ev.line
+
+        Message.offset = offset  # type: ignore[attr-defined]
+        record = account_forward("acc", Message(), event)
+        assert record is not None
+        value = record[3]
+        assert value[:1] != b"{" and open_forward(value) is not None
+        expected = (event, "nurture.crm-events", 7, offset)
+        assert _open_forward(value) == expected
+        assert _open_forward(forward_envelope(ev.line, "nurture.crm-events", 7, offset)) == (
+            expected
+        )
+        checked += 1
+    assert checked > 200
+    for value in (b"\x94garbage", b"\x94\xa1t\x01\x02\xc0", b"[1,2]", b""):
+        got = _open_forward(value)
+        assert isinstance(got, InvalidEvent) and got.reason == "bad_envelope", value
+    assert open_forward(b'{"progress":[1,2]}') is None
 
 
 def test_assigning_an_account_partition_leaves_the_lead_occupancy_of_that_partition(
