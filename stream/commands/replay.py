@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         else ""
     )
     cpu = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in stats.cpu_seconds.items())
+    if stats.wall_seconds:
+        cpu += "; wall s: " + ", ".join(
+            f"{phase} {seconds:.1f}" for phase, seconds in stats.wall_seconds.items()
+        )
     print(
         f"replayed {stats.events} events ({stats.dead_letters} dead-lettered, "
         f"{stats.timers_fired} timers fired) for {stats.leads} leads in {stats.order} order, "

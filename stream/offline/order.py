@@ -13,8 +13,9 @@ same file sorted by time give the same sequence per bucket (and so the same outp
 independent, so processing one bucket at a time (or several in parallel) is exact, and memory
 holds one bucket's lead states, not every lead's.
 
-A row on disk is one JSON array ``[at, lead_id, line, event_id, type, account_id, properties]``:
-re-reading it is cheaper than parsing and validating the original line again.
+A row on disk is one JSON array ``[at, lead_id, event_id, type, account_id, properties]``:
+re-reading it is cheaper than parsing and validating the original line again. No line number:
+a run is sorted stably and runs are merged in file order (see :func:`bucket_events`).
 """
 
 from __future__ import annotations
@@ -40,20 +41,59 @@ BUCKETS = 16
 RUN_ROWS = 200_000
 
 DeadSink = Callable[[int, bytes, InvalidEvent], None]
-Row = list[Any]  # [at, lead_id, line, event_id, type, account_id, properties]
-_ROW_KEY = itemgetter(0, 1, 2)
+Row = list[Any]  # [at, lead_id, event_id, type, account_id, properties]
+_ROW_KEY = itemgetter(0, 1)
 
 
 def bucket_of(lead_id: str, buckets: int = BUCKETS) -> int:
     return zlib.crc32(lead_id.encode()) % buckets
 
 
+#: bytes read at a time by :class:`Lines` (a block split at once costs less than a readline a line)
+READ_BLOCK = 1 << 20
+
+
+class Lines:
+    """(1-based line number, line without its end-of-line) for every non-blank line of ``fh``,
+    read from its current position, up to ``limit`` bytes (default: to its end).
+
+    ``count`` is the number of lines read so far, blank ones included (a part of a file that
+    starts at a line start and ends after a newline holds exactly ``count`` lines)."""
+
+    def __init__(self, fh: IO[bytes], limit: int | None = None) -> None:
+        self._fh = fh
+        self._limit = limit
+        self.count = 0
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        read, left, tail = self._fh.read, self._limit, b""
+        while True:
+            size = READ_BLOCK if left is None else min(READ_BLOCK, left)
+            block = read(size) if size > 0 else b""
+            if not block:
+                break
+            if left is not None:
+                left -= len(block)
+            lines = (tail + block if tail else block).split(b"\n")
+            tail = lines.pop()
+            yield from self._numbered(lines)
+        if tail:
+            yield from self._numbered([tail])
+
+    def _numbered(self, lines: list[bytes]) -> Iterator[tuple[int, bytes]]:
+        number = self.count
+        for line in lines:
+            number += 1
+            stripped = line.rstrip(b"\r\n")
+            if stripped and not stripped.isspace():  # == stripped.strip(), without the copy
+                self.count = number
+                yield number, stripped
+        self.count = number
+
+
 def iter_lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, line without its end-of-line) for every non-blank line."""
-    for number, line in enumerate(fh, 1):
-        stripped = line.rstrip(b"\r\n")
-        if stripped and not stripped.isspace():  # == stripped.strip(), without the copy
-            yield number, stripped
+    return iter(Lines(fh))
 
 
 @dataclass(slots=True)
@@ -109,10 +149,13 @@ def read_events(
     dead: DeadSink,
     counts: Counts,
     until: int | None = None,
+    times: array[int] | None = None,
 ) -> Iterator[tuple[int, Event]]:
     """(line number, event) for each valid line, in file order, up to ``until``; invalid lines
-    go to ``dead``. ``counts`` is updated as the lines are read."""
+    go to ``dead``. ``counts`` is updated as the lines are read; ``times`` (if given) receives
+    each yielded event's time, in file order."""
     late = counts.lateness
+    keep_time = None if times is None else times.append
     for number, raw in lines:
         counts.lines = number
         try:
@@ -133,15 +176,16 @@ def read_events(
         if counts.first_at is None or at < counts.first_at:
             counts.first_at = at
         counts.events += 1
+        if keep_time is not None:
+            keep_time(at)
         yield number, event
 
 
-def _row(event: Event, number: int) -> bytes:
+def _row(event: Event) -> bytes:
     return orjson.dumps(
         [
             event.at,
             event.lead_id,
-            number,
             event.event_id,
             event.type,
             event.account_id,
@@ -160,10 +204,11 @@ def scan(
     run_rows: int = RUN_ROWS,
     on_line: Callable[[int], None] | None = None,
     extra: Callable[[Event], str | None] | None = None,
+    times: array[int] | None = None,
 ) -> Scan:
     """Parse ``lines`` (from :func:`iter_lines`) into sorted bucket runs under ``tmp_dir``;
     events to which ``extra`` gives a key (an account id) also go to the runs of that key's
-    bucket (``Scan.extra``), in the same order."""
+    bucket (``Scan.extra``), in the same order. ``times``: see :func:`read_events`."""
     result = Scan(runs=[[] for _ in range(buckets)], extra=[[] for _ in range(buckets)])
     # one list per lead bucket, then one per extra bucket
     pending: list[list[tuple[int, str, bytes]]] = [[] for _ in range(2 * buckets)]
@@ -181,8 +226,8 @@ def scan(
             runs.append(path)
             rows.clear()
 
-    for number, event in read_events(lines, dead, result, until):
-        row = (event.at, event.lead_id, _row(event, number) + b"\n")
+    for _, event in read_events(lines, dead, result, until, times):
+        row = (event.at, event.lead_id, _row(event) + b"\n")
         pending[bucket_of(event.lead_id, buckets)].append(row)
         if extra is not None:
             key = extra(event)
@@ -206,7 +251,7 @@ def _read_run(path: Path) -> Iterator[Row]:
 
 
 def _events(rows: Iterable[Row]) -> Iterator[Event]:
-    for at, lead_id, _, event_id, event_type, account_id, properties in rows:
+    for at, lead_id, event_id, event_type, account_id, properties in rows:
         yield Event(
             event_id=event_id,
             type=event_type,
@@ -218,7 +263,10 @@ def _events(rows: Iterable[Row]) -> Iterator[Event]:
 
 
 def bucket_events(runs: list[Path]) -> Iterator[Event]:
-    """One bucket's events in ``(at, lead_id, line)`` order (a k-way merge of its runs)."""
+    """One bucket's events in ``(at, lead_id, line)`` order: a k-way merge of its runs by
+    ``(at, lead_id)``, which ``heapq.merge`` breaks in the order of its inputs, so ``runs``
+    go in file order (the runs of a scan in the order it wrote them, the scans of the parts
+    of a file in file order) and ties keep file order."""
     return _events(heapq.merge(*(_read_run(p) for p in runs), key=_ROW_KEY))
 
 

@@ -42,9 +42,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from stream.accounts.engine import ACCOUNT_EVENT_TYPES
-from stream.core.model import Event, ms_to_rfc3339
-from stream.offline.order import Counts, DeadSink, iter_lines, read_events, scan
+from stream.core.model import ms_to_rfc3339
+from stream.offline.order import Counts, DeadSink, iter_lines, read_events
 from stream.offline.outputs import TTO_EDGES, FlowStats, Recorder
 from stream.offline.runner import (
     REPLAY_GC_THRESHOLD,
@@ -57,6 +56,7 @@ from topics.parse import InvalidEvent
 
 if TYPE_CHECKING:
     from stream.core.config import RulesConfig
+    from stream.offline.shards import Sections
 
 __all__ = [
     "REPLAY_GC_THRESHOLD",
@@ -70,6 +70,9 @@ __all__ = [
 ]
 
 ORDERS = ("time", "file")
+#: time ranges per job in which the outputs are merged (more ranges than processes: a process
+#: slowed down by other work on the machine holds the others up for less long)
+MERGE_RANGES_PER_JOB = 2
 
 
 @dataclass(slots=True)
@@ -94,15 +97,17 @@ class ReplayStats:
     lateness: dict[str, Any] = field(default_factory=dict)
     #: peak RSS of the largest bucket process (MB; time order with jobs > 1)
     worker_peak_rss_mb: float | None = field(default=None, compare=False)
-    #: CPU seconds by phase (time order): scan, leads and accounts (all bucket processes
-    #: together), merge (outputs and reports, in the replay process)
+    #: CPU seconds by phase (time order), of every process together: scan (the parts of the
+    #: file), leads and accounts (the buckets), merge (the outputs and the report)
     cpu_seconds: dict[str, float] = field(default_factory=dict, compare=False)
+    #: wall-clock seconds by phase (time order): scan, buckets, merge
+    wall_seconds: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """For report.json: without ``jobs``, the worker peak and the CPU times, which say how
         the run went, not what it found (the outputs are the same whatever ``jobs`` is)."""
         doc = asdict(self)
-        del doc["jobs"], doc["worker_peak_rss_mb"], doc["cpu_seconds"]
+        del doc["jobs"], doc["worker_peak_rss_mb"], doc["cpu_seconds"], doc["wall_seconds"]
         return doc
 
 
@@ -174,22 +179,20 @@ def replay_file(
             d_out.write(orjson.dumps(dead_letter_line(number, raw, exc)) + b"\n")
 
         bar = _Progress(fh, os.path.getsize(events_path), progress)
-        run = _Run(fh, out_dir, config, until, dead, stats, bar)
+        run = _Run(events_path, fh, out_dir, config, until, dead, d_out, stats, bar)
         try:
             if order == "file":
-                pipeline, flow, post_sale = _in_file_order(run)
+                pipeline, flow, post_sale, lift = _in_file_order(run)
             else:
                 stats.jobs = max(1, jobs)
-                pipeline, flow, post_sale = _in_time_order(run)
+                pipeline, flow, post_sale, lift = _in_time_order(run)
         finally:
             bar.close(stats.events)
-    from stream.report.stats import StatsSettings, lift_rows
-
     doc = {
         "replay": stats.to_dict(),
         "pipeline": pipeline,
         "flow": flow.to_dict(),
-        "lift": lift_rows(pipeline, StatsSettings.from_rules(config)),
+        "lift": lift,
         "post_sale": post_sale,
     }
     (out_dir / "report.json").write_bytes(
@@ -202,62 +205,75 @@ def replay_file(
     return stats
 
 
-def _account_key(event: Event) -> str | None:
-    """The key an event reaches the account core by (None: it does not); the test of
-    :func:`stream.accounts.driver.feeds_account`, on every event of the scan."""
-    return event.account_id if event.type in ACCOUNT_EVENT_TYPES else None
-
-
 @dataclass(slots=True)
 class _Run:
     """What both orders read from and write to."""
 
+    path: Path
     fh: IO[bytes]
     out_dir: Path
     config: RulesConfig
     until: int | None
     dead: DeadSink
+    dead_out: IO[bytes]
     stats: ReplayStats
     bar: _Progress
 
 
-#: the pipeline report, the flow statistics and the post-sale section
-Sections = tuple[dict[str, Any], FlowStats, dict[str, Any]]
-
-
 def _in_time_order(run: _Run) -> Sections:
-    from stream.offline.shards import merge_keyed, merge_post_sale, merge_results, run_buckets
+    from stream.offline.jobs import Jobs
+    from stream.offline.merge import OutputMerge
+    from stream.offline.parts import scan_file
+    from stream.offline.shards import merge_reports, run_buckets
     from stream.report.pipeline import DEFAULT_WINDOW_DAYS
     from stream.report.stats import StatsSettings
 
-    fh, out_dir, config, until, stats = run.fh, run.out_dir, run.config, run.until, run.stats
-    with tempfile.TemporaryDirectory(prefix=".replay-", dir=out_dir) as tmp:
+    out_dir, config, until, stats = run.out_dir, run.config, run.until, run.stats
+    with (
+        tempfile.TemporaryDirectory(prefix=".replay-", dir=out_dir) as tmp,
+        Jobs(stats.jobs) as jobs,
+    ):
         work = Path(tmp)
-        began = time.process_time()
-        found = scan(
-            iter_lines(fh), work, run.dead, until=until, on_line=run.bar.update, extra=_account_key
+        began, wall = jobs.cpu_seconds(), [time.perf_counter()]
+        found, cuts = scan_file(
+            run.fh,
+            run.path,
+            work,
+            jobs,
+            run.dead_out,
+            until=until,
+            on_line=run.bar.update,
+            ranges=MERGE_RANGES_PER_JOB * jobs.jobs if jobs.parallel else 1,
         )
-        scanned = time.process_time()
+        scanned = jobs.cpu_seconds()
+        wall.append(time.perf_counter())
         horizon = found.last_at if until is None else until
-        leads, accounts = run_buckets(found, config, horizon, work, stats.jobs)
-        merging = time.process_time()
-        lead_buckets = [r.bucket for r in leads]
-        account_buckets = [r.bucket for r in accounts]
-        for kind, buckets, name in (
-            ("t", lead_buckets, "transitions.jsonl"),
-            ("a", lead_buckets, "actions.jsonl"),
-            ("at", account_buckets, "account_transitions.jsonl"),
-            ("aa", account_buckets, "account_actions.jsonl"),
-        ):
-            with open(out_dir / name, "wb", buffering=1 << 20) as out:
-                merge_keyed(work, kind, buckets, out)
-    pipeline, flow = merge_results(leads, StatsSettings.from_rules(config), DEFAULT_WINDOW_DAYS)
-    post_sale = merge_post_sale(accounts, horizon)
+        leads, accounts = run_buckets(found, config, horizon, work, jobs)
+        merging = jobs.cpu_seconds()
+        wall.append(time.perf_counter())
+        # the report's intervals are computed while the outputs merge
+        sections = jobs.submit(
+            merge_reports,
+            leads,
+            accounts,
+            StatsSettings.from_rules(config),
+            DEFAULT_WINDOW_DAYS,
+            horizon,
+        )
+        buckets = {"lead": [r.bucket for r in leads], "account": [r.bucket for r in accounts]}
+        OutputMerge(jobs, work, out_dir, buckets, cuts).finish()
+        result = sections.result()
+        merged = jobs.cpu_seconds()
+        wall.append(time.perf_counter())
     stats.cpu_seconds = {
         "scan": round(scanned - began, 2),
         "leads": round(sum(r.cpu_seconds for r in leads), 2),
         "accounts": round(sum(r.cpu_seconds for r in accounts), 2),
-        "merge": round(time.process_time() - merging, 2),
+        "merge": round(merged - merging, 2),
+    }
+    stats.wall_seconds = {
+        phase: round(end - start, 2)
+        for phase, start, end in zip(("scan", "buckets", "merge"), wall, wall[1:], strict=False)
     }
     _set_counts(stats, found, horizon)
     stats.timers_fired = sum(r.timers_fired for r in leads)
@@ -268,7 +284,7 @@ def _in_time_order(run: _Run) -> Sections:
     if stats.jobs > 1 and len(leads) + len(accounts) > 1:
         peaks = [r.peak_rss_mb for r in leads] + [r.peak_rss_mb for r in accounts]
         stats.worker_peak_rss_mb = round(max(peaks), 1)
-    return pipeline, flow, post_sale
+    return result
 
 
 def _set_counts(stats: ReplayStats, counts: Counts, horizon: int | None) -> None:
@@ -284,7 +300,7 @@ def _set_counts(stats: ReplayStats, counts: Counts, horizon: int | None) -> None
 def _in_file_order(run: _Run) -> Sections:
     from stream.offline.accounts import AccountReplay
     from stream.report.pipeline import PipelineReport
-    from stream.report.stats import StatsSettings
+    from stream.report.stats import StatsSettings, lift_rows
 
     out_dir, config, until, stats = run.out_dir, run.config, run.until, run.stats
     counts = Counts()
@@ -309,4 +325,5 @@ def _in_file_order(run: _Run) -> Sections:
     stats.timers_fired = runner.timers_fired
     stats.leads = len(runner.states)
     stats.pending_timers_at_end = runner.pending_timers
-    return recorder.report.to_dict(), recorder.flow, post_sale
+    pipeline = recorder.report.to_dict()
+    return pipeline, recorder.flow, post_sale, lift_rows(pipeline, report.stats)

@@ -9,26 +9,25 @@ run's global horizon. A bucket writes keyed output lines (see
 :class:`stream.offline.outputs.Recorder`) and returns its counts and its report *totals*
 (counts and times, kilobytes: the per-lead and per-account facts stay in the bucket process).
 
-:func:`merge_keyed` then merges the buckets' lines by key, ties by bucket number. Buckets are
-fixed (not derived from the number of processes), so the outputs are byte-identical whatever
-``jobs`` is. Memory: a process holds one bucket's states at a time; the parent holds totals.
+:class:`stream.offline.merge.OutputMerge` then merges the buckets' lines by key, ties by
+bucket number, and :func:`merge_reports` adds up their totals. Buckets are fixed (not derived
+from the number of processes), so the outputs are byte-identical whatever ``jobs`` is. Memory:
+a process holds one bucket's states at a time; the parent holds totals.
 """
 
 from __future__ import annotations
 
-import heapq
-import multiprocessing
 import resource
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from stream.commands.heap import tune_gc
+from stream.offline.jobs import Jobs
+from stream.offline.merge import output_path
 from stream.offline.order import Scan, bucket_events
 from stream.offline.outputs import FlowStats, Recorder
 from stream.offline.runner import EventTimeRunner, replay_collector
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from stream.report.postsale import PostSaleTotals
     from stream.report.stats import StatsSettings
 
-KEY_WIDTH = 16
 #: the account core costs about three times the lead core per event: account buckets are
 #: weighed so when the largest work is started first
 ACCOUNT_WEIGHT = 3
@@ -92,12 +90,6 @@ class AccountBucketResult:
     post_sale: PostSaleTotals
     peak_rss_mb: float
     cpu_seconds: float
-
-
-def output_path(work_dir: Path, kind: str, bucket: int) -> Path:
-    """A bucket's keyed output lines: ``kind`` is ``t``/``a`` (lead transitions/actions) or
-    ``at``/``aa`` (account transitions/actions)."""
-    return work_dir / f"{kind}{bucket:03d}.jsonl"
 
 
 def run_bucket(
@@ -197,65 +189,53 @@ def run_account_bucket(
 
 
 def run_buckets(
-    found: Scan, config: RulesConfig, horizon: int | None, work_dir: Path, jobs: int
+    found: Scan, config: RulesConfig, horizon: int | None, work_dir: Path, jobs: Jobs
 ) -> tuple[list[BucketResult], list[AccountBucketResult]]:
-    """Every non-empty lead and account bucket, on ``jobs`` processes (1: in this process);
-    the results in bucket order."""
+    """Every non-empty lead and account bucket, on ``jobs``; the results in bucket order."""
     leads = [b for b, paths in enumerate(found.runs) if paths]
     accounts = [b for b, paths in enumerate(found.extra) if paths]
-    if jobs <= 1 or len(leads) + len(accounts) <= 1:
-        return (
-            [run_bucket(b, found.runs[b], config, horizon, work_dir) for b in leads],
-            [run_account_bucket(b, found.extra[b], config, horizon, work_dir) for b in accounts],
-        )
     # the largest work first, so the processes finish together
     order = sorted(
         [("lead", b, _size(found.runs[b])) for b in leads]
         + [("account", b, ACCOUNT_WEIGHT * _size(found.extra[b])) for b in accounts],
         key=lambda task: -task[2],
     )
-    # "spawn": a fresh interpreter, not a copy of this process's memory
-    context = multiprocessing.get_context("spawn")
-    workers = min(jobs, len(order))
-    # each shard is a fresh bulk process: the collector settings of stream.commands.heap
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=tune_gc) as pool:
-        lead_futures: dict[int, Future[BucketResult]] = {}
-        account_futures: dict[int, Future[AccountBucketResult]] = {}
-        for kind, b, _ in order:
-            if kind == "lead":
-                lead_futures[b] = pool.submit(
-                    run_bucket, b, found.runs[b], config, horizon, work_dir
-                )
-            else:
-                account_futures[b] = pool.submit(
-                    run_account_bucket, b, found.extra[b], config, horizon, work_dir
-                )
-        return (
-            [lead_futures[b].result() for b in leads],
-            [account_futures[b].result() for b in accounts],
-        )
+    lead_futures: dict[int, Future[BucketResult]] = {}
+    account_futures: dict[int, Future[AccountBucketResult]] = {}
+    for kind, b, _ in order:
+        if kind == "lead":
+            lead_futures[b] = jobs.submit(run_bucket, b, found.runs[b], config, horizon, work_dir)
+        else:
+            account_futures[b] = jobs.submit(
+                run_account_bucket, b, found.extra[b], config, horizon, work_dir
+            )
+    return (
+        [lead_futures[b].result() for b in leads],
+        [account_futures[b].result() for b in accounts],
+    )
 
 
 def _size(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths)
 
 
-def _keyed_lines(path: Path) -> Iterator[bytes]:
-    with open(path, "rb", buffering=1 << 20) as fh:
-        yield from fh
+#: the pipeline report, the flow statistics, the post-sale section and the lift rows
+Sections = tuple[dict[str, Any], FlowStats, dict[str, Any], list[dict[str, Any]]]
 
 
-def merge_keyed(work_dir: Path, kind: str, buckets: list[int], out: IO[bytes]) -> None:
-    """Merge the buckets' ``kind`` lines (see :func:`output_path`) by key into ``out``, ties in
-    bucket order, without the keys."""
-    sources = [_keyed_lines(output_path(work_dir, kind, b)) for b in buckets]
-    write = out.write
-    for line in heapq.merge(*sources, key=_key):
-        write(line[KEY_WIDTH:])
+def merge_reports(
+    leads: list[BucketResult],
+    accounts: list[AccountBucketResult],
+    stats: StatsSettings,
+    window_days: int,
+    horizon: int | None,
+) -> Sections:
+    """The report sections over every bucket (a task: the intervals of the report cost seconds
+    at 100k leads, and run while the outputs merge)."""
+    from stream.report.stats import lift_rows
 
-
-def _key(line: bytes) -> bytes:
-    return line[:KEY_WIDTH]
+    pipeline, flow = merge_results(leads, stats, window_days)
+    return pipeline, flow, merge_post_sale(accounts, horizon), lift_rows(pipeline, stats)
 
 
 def merge_results(

@@ -2,7 +2,7 @@
 
 Must show: a file grouped by lead and the same file sorted by time give identical outputs
 under the default order, while ``order="file"`` differs on the grouped file; the outputs of
-``jobs=1`` and ``jobs=2`` are byte-identical.
+``jobs=1``, ``jobs=2`` and ``jobs=3`` are byte-identical.
 """
 
 from __future__ import annotations
@@ -89,19 +89,26 @@ def test_grouped_and_time_sorted_files_give_identical_outputs_in_time_order(
     assert f.late_events == g.late_events  # the same file, measured the same way
 
 
-def test_jobs_1_and_2_give_byte_identical_outputs(
+def test_jobs_1_2_and_3_give_byte_identical_outputs(
     two_orders: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """jobs 2 reads the plain file in parts; jobs 3 a gzip copy (decompressed, then in parts)."""
+    import gzip
+
     grouped, _ = two_orders
     config = load_config(None)
+    packed = tmp_path / "grouped.jsonl.gz"
+    packed.write_bytes(gzip.compress(grouped.read_bytes()))
     one = replay_file(grouped, tmp_path / "one", config, jobs=1)
     two = replay_file(grouped, tmp_path / "two", config, jobs=2)
+    three = replay_file(packed, tmp_path / "three", config, jobs=3)
     assert one.worker_peak_rss_mb is None and two.worker_peak_rss_mb is not None  # 2 processes
     for name in (*OUTPUTS, *ACCOUNT_OUTPUTS, "dead_letter.jsonl", "report.json", "report.html"):
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), (
-            name
-        )
-    assert one.transitions == two.transitions > 1000
+        expected = (tmp_path / "one" / name).read_bytes()
+        assert (tmp_path / "two" / name).read_bytes() == expected, name
+        assert (tmp_path / "three" / name).read_bytes() == expected, name
+    assert one.transitions == two.transitions == three.transitions > 1000
+    assert one.late_events == two.late_events == three.late_events > 0
 
 
 def _line(lead: str, n: int, at: int) -> bytes:
