@@ -156,7 +156,11 @@ def measure(state: AccountState, now: int, rules: AccountRules) -> HealthInputs:
 
 
 def _clamp(value: float) -> float:
-    return min(1.0, max(0.0, value))
+    """``min(1.0, max(0.0, value))`` (NaN gives 0.0 as there) by comparisons, without the
+    two builtin calls: four clamps per health evaluation, on every account step."""
+    if value >= 1.0:
+        return 1.0
+    return value if value > 0.0 else 0.0
 
 
 def _values(m: HealthInputs, rules: AccountRules) -> tuple[float, float, float, float]:

@@ -196,6 +196,8 @@ def _renewal(w: Work) -> None:
             w.set_stage("renewal", "stage.renewal_window", renewal_at_ms=s.renewal_at)
         w.enter_play("risk_renewal", "risk_renewal.renewal_window", renewal_at_ms=s.renewal_at)
     due = [d for d in rr.touchpoint_days if w.now >= s.renewal_at - d * DAY]
+    if not due:
+        return  # no touchpoint due yet (most days): nothing to look up
     sent = {d for at, d in s.touchpoints if at == s.renewal_at}
     fresh = [d for d in due if d not in sent]
     if not fresh:

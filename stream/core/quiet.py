@@ -44,7 +44,7 @@ def is_quiet(local: datetime, rules: QuietHoursRules) -> bool:
     """Is this local time inside quiet hours?"""
     if rules.weekends and local.weekday() >= _SATURDAY:
         return True
-    t = local.time().replace(tzinfo=None)
+    t = local.time()  # naive (datetime.time() drops the zone; timetz() would keep it)
     start, end = rules.start_time, rules.end_time
     if start < end:  # a window inside one day, e.g. 12:00-14:00
         return start <= t < end

@@ -518,3 +518,26 @@ def test_usage_drop_significance_is_the_binomial_tail() -> None:
     assert "transition:flag_raised:usage_drop" in tokens(
         _fading(S()).run(62, load_config_text(text))
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "clamped"),
+    [
+        (-3.0, 0.0),
+        (-0.0, 0.0),
+        (0, 0.0),
+        (0.25, 0.25),
+        (1, 1.0),
+        (1.0000001, 1.0),
+        (float("inf"), 1.0),
+        (float("-inf"), 0.0),
+        (float("nan"), 0.0),
+    ],
+    ids=["negative", "minus_zero", "int_zero", "inside", "int_one", "above", "inf", "-inf", "nan"],
+)
+def test_health_component_value_is_clamped_to_unit_interval(value: float, clamped: float) -> None:
+    """Each health component value is clamped to [0, 1] exactly as min(1.0, max(0.0, v))."""
+    from stream.accounts.health import _clamp
+
+    got = _clamp(value)
+    assert repr(got) == repr(clamped) == repr(min(1.0, max(0.0, value)))
