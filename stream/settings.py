@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         "message: about one fetch request per few messages, each over every assigned "
         "partition, at a live input rate)",
     )
+    gil_switch_interval_ms: float = Field(
+        5.0,
+        gt=0,
+        le=100,
+        description="how long the batch loop may hold the GIL before Faust's consumer thread "
+        "gets it (CPython's switch interval, 5 ms by default): every fetch the consumer "
+        "thread makes and hands over waits up to this long while a batch runs",
+    )
     trace_latency_file: Path | None = Field(
         None,
         description="debugging only: append each batch's per-stage times (JSON lines) here "

@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from stream.app import run_worker
     from stream.commands.heap import tune_gc
     from stream.settings import load_settings
@@ -45,5 +47,7 @@ def run(args: argparse.Namespace) -> int:
         "processing_guarantee",
     )
     overrides = {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    settings = load_settings(**overrides)
     tune_gc()
-    return run_worker(load_settings(**overrides))
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000.0)
+    return run_worker(settings)
