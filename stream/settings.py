@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         True, description="post-sale accounts: re-key account events, run the account agent"
     )
     batch_size: int = Field(2000, ge=1, le=100_000, description="input messages per batch")
+    batch_linger_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="how long a woken batch loop lets the fetcher deliver more before it cuts "
+        "batches smaller than batch_size (0: at once)",
+    )
     max_task_idle_ms: int = Field(
         1000,
         ge=0,

@@ -60,7 +60,6 @@ log = logging.getLogger("nurture.worker")
 MAX_DEAD_LETTER_BYTES = 900_000  # stay under the broker's default 1 MB message limit
 BUFFER_HIGH = 4096  # buffered messages of one topic partition that pause its fetching
 BUFFER_LOW = 1024  # ... and resume it
-LINGER_S = 0.005  # let a fetch's messages arrive before a small batch is cut
 LATE_LOG_EVERY_S = 5.0  # at most one late-input warning per runner in this many seconds
 
 
@@ -132,6 +131,7 @@ class LeadRunner:
         self.account_topic: str | None = None  # set: forward account events (runtime.accounts)
         self.progress: Progress | None = None  # set with it: progress markers to that topic
         self.batch_size = settings.batch_size
+        self.linger = settings.batch_linger_ms / 1000.0
         self.max_idle = settings.max_task_idle_ms / 1000.0
         self.sender = Sender(lambda: app.producer._ensure_producer())  # type: ignore[attr-defined]
         self.merges: dict[int, PartitionMerge] = {}
@@ -279,8 +279,8 @@ class LeadRunner:
             if not self.wake.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout)
-            if self.buffered() < self.batch_size:
-                await asyncio.sleep(LINGER_S)  # let the fetcher deliver more first
+            if self.linger and self.buffered() < self.batch_size:
+                await asyncio.sleep(self.linger)  # let the fetcher deliver more first
             self.wake.clear()
             if self.stall_watch.due():
                 topics = self.input_topics

@@ -367,3 +367,53 @@ def test_late_inputs_are_counted_always_and_logged_once_per_interval(
     assert len(logged()) == 2
     assert "(8 since the last such warning)" in logged()[1] and "@40 " in logged()[1]
     assert runner.late_events == 10 and counted() == 10
+
+
+# --- the batch loop's linger (NURTURE_BATCH_LINGER_MS) --------------------------------------
+
+
+class _RoundReached(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("linger_ms", "batch_size", "slept"),
+    [
+        (None, 2000, [0.005]),  # the default: a small batch waits 5 ms for the fetcher first
+        (20.0, 2000, [0.02]),
+        (0.0, 2000, []),  # 0: cut at once
+        (5.0, 1, []),  # a full batch never waits
+    ],
+)
+def test_the_batch_loop_lingers_only_before_a_small_batch(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    linger_ms: float | None,
+    batch_size: int,
+    slept: list[float],
+) -> None:
+    linger = {} if linger_ms is None else {"batch_linger_ms": linger_ms}
+    s = Settings(
+        kafka_bootstrap_servers="127.0.0.1:9",
+        data_dir=tmp_path / "data",
+        topic_partitions=4,
+        accounts_enabled=False,
+        batch_size=batch_size,
+        **linger,
+    )
+    app: Any = create_app(s)
+    runner = app.nurture_agent
+    runner.deliver(_event(s, 0), _noop, _noop)  # wakes the loop with one buffered message
+    sleeps: list[float] = []
+
+    async def recorded_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    def round_reached() -> bool:
+        raise _RoundReached  # the loop got past the linger to the round: stop here
+
+    runner._ready = round_reached
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)  # the loop's only sleep is the linger
+    with pytest.raises(_RoundReached):
+        asyncio.run(runner.run())
+    assert sleeps == slept
