@@ -29,18 +29,20 @@ def feeds_account(event: Event) -> bool:
 
 @dataclass
 class AccountRun:
-    """One account's state and pending timer while being driven."""
+    """One account's state and pending timer while being driven, and its outputs when the
+    driver has no sink (with a sink, the sink has them: nothing accumulates per account)."""
 
     state: AccountState | None = None
     timers: tuple[AccountTimer, ...] = ()
     transitions: list[AccountTransition] = field(default_factory=list)
     actions: list[AccountAction] = field(default_factory=list)
 
-    def apply(self, result: AccountStep) -> None:
+    def apply(self, result: AccountStep, keep_outputs: bool = True) -> None:
         self.state = result.state
         self.timers = result.timers
-        self.transitions.extend(result.transitions)
-        self.actions.extend(result.actions)
+        if keep_outputs:
+            self.transitions.extend(result.transitions)
+            self.actions.extend(result.actions)
 
 
 def _pending(timers: tuple[AccountTimer, ...], due: int, timer_id: str) -> bool:
@@ -56,7 +58,8 @@ Sink = Callable[[str, AccountStep], None]
 class AccountDriver:
     """Feeds events and fires timers on one event-time clock (the largest event time seen), as
     the lead replay does: before each event, every account timer due at or before the clock
-    fires, in (due, account) order. ``sink`` sees every step's result."""
+    fires, in (due, account) order. ``sink`` sees every step's result; without one, each
+    :class:`AccountRun` keeps its account's outputs (``run_accounts``, tests)."""
 
     def __init__(self, config: RulesConfig, sink: Sink | None = None) -> None:
         self.config = config
@@ -72,7 +75,7 @@ class AccountDriver:
             run = self.accounts[account_id] = AccountRun()
         before = run.timers
         result = step_account(run.state, inp, self.config)
-        run.apply(result)
+        run.apply(result, keep_outputs=self.sink is None)
         if result.timers != before:
             for timer in result.timers:
                 if timer not in before:

@@ -541,3 +541,29 @@ def test_health_component_value_is_clamped_to_unit_interval(value: float, clampe
 
     got = _clamp(value)
     assert repr(got) == repr(clamped) == repr(min(1.0, max(0.0, value)))
+
+
+def test_a_driver_with_a_sink_hands_outputs_over_and_keeps_none() -> None:
+    """With a sink (replay), the sink gets every output and the runs hold none (no per-account
+    lists growing for the whole run); without one (run_accounts), the runs keep the same ones."""
+    from stream.accounts.driver import AccountDriver
+
+    scenario = _unresolved_urgent(healthy(S(), 10))
+    kept = scenario.run(10)
+    seen: list[str] = []
+    driver = AccountDriver(
+        CFG,
+        sink=lambda _a, r: seen.extend(
+            [*(t.reason for t in r.transitions), *(a.action_id for a in r.actions)]
+        ),
+    )
+    for event in sorted(scenario.events(), key=lambda e: e.at):  # as run_accounts feeds them
+        driver.feed(event)
+    driver.finish(T0 + 10 * 86_400_000)
+    run = driver.accounts[scenario.account]
+    assert run.transitions == [] and run.actions == []
+    assert run.state == kept.state
+    assert sorted(seen) == sorted(
+        [*(t.reason for t in kept.transitions), *(a.action_id for a in kept.actions)]
+    )
+    assert kept.transitions and kept.actions
