@@ -99,9 +99,9 @@ def create_app(
         # is 60 s); 15 s keeps failover short while tolerating a busy event loop
         broker_session_timeout=15.0,
         broker_heartbeat_interval=3.0,
-        # throughput: batch produce requests (5 ms linger, well inside the 50 ms
-        # event-to-action budget) and fetch in larger bites
-        producer_linger=0.005,
+        # throughput: batch produce requests (NURTURE_PRODUCER_LINGER_MS, 5 ms by default,
+        # inside the 50 ms event-to-action budget) and fetch in larger bites
+        producer_linger=s.producer_linger_ms / 1000.0,
         # one open batch per topic partition takes a whole batch's records: aiokafka's
         # ``add_message`` awaits the drain of a full batch (a produce round trip, one request
         # in flight per broker), and Faust's 16 KB default held ~7 changelog records of a lead

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         "message: about one fetch request per few messages, each over every assigned "
         "partition, at a live input rate)",
     )
+    producer_linger_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="how long the producer waits to fill a batch before it sends a produce "
+        "request (part of every output's latency; fewer, larger requests cost less CPU)",
+    )
     gil_switch_interval_ms: float = Field(
         5.0,
         gt=0,

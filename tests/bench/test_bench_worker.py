@@ -19,8 +19,12 @@ Method (one broker, one input, one run; the figures that count are the ratios):
    are compressed into the paced window (``time_scale``), so event times follow the wall clock
    (an earlier version put them 31 days ahead, which moved every partition's stream time a
    month forward and fired all of the first set's pending timers inside the latency window).
-   The event-to-action latency of an action is its Kafka timestamp (set by the worker's
-   producer) minus the timestamp of the input message its ``caused_by`` names.
+   The event-to-action latency of an action is its Kafka timestamp minus the timestamp of the
+   input message its ``caused_by`` names (set by the bench's producer when it sends it). The
+   bench's actions topic keeps the broker's append time (``message.timestamp.type=
+   LogAppendTime``), so the latency ends when the action is on the broker, readable by a
+   consumer: the worker producer's linger and produce round trip count. (Until session 6 it
+   used the worker producer's create time, taken when the worker queued the action.)
 
 With ``NURTURE_BENCH_PROFILE=<dir>`` py-spy samples the worker for 20 s of the timed run and
 during the paced run, and the top functions are printed (raw stacks kept in
@@ -40,7 +44,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -407,7 +411,13 @@ def bench_settings(kafka_bootstrap: str, tmp_path: Path, run_id: str) -> Setting
     if os.environ.get("NURTURE_BENCH_PARTITIONS"):
         fields["topic_partitions"] = int(os.environ["NURTURE_BENCH_PARTITIONS"])
     settings = Settings(**fields)
-    ensure_topics(kafka_bootstrap, catalog_from_settings(settings))
+    specs = [
+        replace(spec, config={**spec.config, "message.timestamp.type": "LogAppendTime"})
+        if spec.name == settings.topic_actions  # latency ends when the action is on the broker
+        else spec
+        for spec in catalog_from_settings(settings)
+    ]
+    ensure_topics(kafka_bootstrap, specs)
     return settings
 
 

@@ -83,3 +83,27 @@ def test_faust_alone_would_wait_its_fixed_fetch_wait(tmp_path: Path) -> None:
 def test_a_fetch_wait_of_zero_fails_at_start_up(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fetch_max_wait_ms"):
         _settings(tmp_path, fetch_max_wait_ms=0)
+
+
+async def _built_linger(settings: Settings) -> float:
+    """The linger (seconds) of the aiokafka producer that the app's Faust producer builds."""
+    app: Any = create_app(settings)
+    producer = app.producer._new_producer()
+    try:
+        return float(producer._message_accumulator._linger_time)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize(
+    ("fields", "want_s"),
+    [
+        pytest.param({}, 0.005, id="default"),
+        pytest.param({"producer_linger_ms": 1}, 0.001, id="configured"),
+        pytest.param({"producer_linger_ms": 0}, 0.0, id="none"),
+    ],
+)
+def test_producer_linger_reaches_the_worker_producer(
+    tmp_path: Path, fields: dict[str, Any], want_s: float
+) -> None:
+    assert asyncio.run(_built_linger(_settings(tmp_path, **fields))) == pytest.approx(want_s)
