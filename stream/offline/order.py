@@ -117,12 +117,21 @@ class Lateness:
         return len(self.late_ms)
 
     def to_dict(self) -> dict[str, Any]:
-        """Count, and max / p50 / p90 / p99 lateness in hours (nearest rank; None if none)."""
-        values = sorted(self.late_ms)
-        doc: dict[str, Any] = {"events": len(values)}
-        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)):
-            rank = min(len(values) - 1, max(0, int(q * len(values) + 0.999999) - 1))
-            doc[f"{name}_hours"] = round(values[rank] / HOUR_MS, 3) if values else None
+        """Count, and max / p50 / p90 / p99 lateness in hours (nearest rank; None if none).
+
+        The ranks are picked by ``numpy.partition`` (linear time, 8 bytes a value), not a sort
+        into Python ints: a file grouped by lead can hold millions of late events."""
+        n = len(self.late_ms)
+        quantiles = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+        doc: dict[str, Any] = {"events": n}
+        if not n:
+            return doc | {f"{name}_hours": None for name, _ in quantiles}
+        import numpy as np
+
+        ranks = {name: min(n - 1, max(0, int(q * n + 0.999999) - 1)) for name, q in quantiles}
+        picked = np.partition(np.frombuffer(self.late_ms, dtype=np.int64), sorted(ranks.values()))
+        for name, rank in ranks.items():
+            doc[f"{name}_hours"] = round(int(picked[rank]) / HOUR_MS, 3)
         return doc
 
 

@@ -7,6 +7,7 @@ under the default order, while ``order="file"`` differs on the grouped file; the
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import orjson
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from stream.core.config import load_config
 from stream.core.model import HOUR_MS, ms_to_rfc3339, rfc3339_to_ms
-from stream.offline.order import all_events, bucket_events, iter_lines, scan
+from stream.offline.order import Lateness, all_events, bucket_events, iter_lines, scan
 from stream.offline.replay import replay_file
 from stream.offline.simulate import generate, write_file
 
@@ -139,6 +140,24 @@ def test_lateness_counts_events_below_the_largest_time_seen_so_far(tmp_path: Pat
         "p99_hours": 9.0,
         "max_hours": 9.0,
     }
+
+
+@settings(max_examples=100, deadline=None)
+@given(late=st.lists(st.integers(1, 10**10), max_size=300))
+def test_lateness_summary_is_the_nearest_rank_of_the_sorted_values(late: list[int]) -> None:
+    """Oracle: nearest-rank quantiles of the sorted values."""
+    lateness = Lateness()
+    for value in late:
+        lateness.add(value)
+    values = sorted(late)
+    doc = lateness.to_dict()
+    assert doc["events"] == len(late)
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)):
+        if not values:
+            assert doc[f"{name}_hours"] is None
+            continue
+        rank = max(1, math.ceil(q * len(values)))  # the smallest rank covering q of the values
+        assert doc[f"{name}_hours"] == round(values[rank - 1] / HOUR_MS, 3), name
 
 
 @settings(max_examples=60, deadline=None)
