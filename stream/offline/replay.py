@@ -10,8 +10,10 @@ Time model (the assumptions a reader needs to compare replay with the live worke
 * ``order="time"`` (the default): events are processed in event-time order whatever the file
   order, ``(occurred_at, lead_id, line)``, so one lead's ties keep file order (an external sort
   in bounded memory, :mod:`stream.offline.order`). How many events arrived out of order, and by
-  how much, is counted (``late_events``, ``lateness``). Leads are processed by bucket, on
-  ``jobs`` processes (:mod:`stream.offline.shards`); the outputs do not depend on ``jobs``.
+  how much, is counted (``late_events``, ``lateness``). Every phase runs on ``jobs`` processes
+  (:mod:`stream.offline.jobs`): the file is scanned in parts (:mod:`stream.offline.parts`),
+  leads and accounts are replayed by bucket (:mod:`stream.offline.shards`), the outputs merged
+  in time ranges (:mod:`stream.offline.merge`); the outputs do not depend on ``jobs``.
 * ``order="file"``: events are processed in file order even when late (``occurred_at`` below
   the clock), in one process: for a dump already in arrival order, such as a topic export.
 * Replay's clock is the *event-time watermark*: the largest ``occurred_at`` seen so far. Before
@@ -27,7 +29,7 @@ Time model (the assumptions a reader needs to compare replay with the live worke
 
 Outputs are deterministic: same input and config, byte-identical files. In time order the
 records are ordered by step time per bucket, buckets merged by time. Nothing here reads the
-wall clock except the optional progress bar.
+wall clock except the optional progress bar and the phase timings of the summary line.
 """
 
 from __future__ import annotations

@@ -121,8 +121,8 @@ def test_bench_replay_per_core_and_speedup_with_jobs(big_file: Path, tmp_path: P
 def test_bench_replay_1m_leads_peak_memory(huge_file: Path, tmp_path: Path) -> None:
     run = _replay(huge_file, tmp_path / "out", jobs=2)
     peak = max(run["peak_mb"], run["worker_mb"])
-    # the parent's peak is its scan (bounded by RUN_ROWS); the workers' come later, so the
-    # sum is an upper bound on the tree's RSS at any moment
+    # the workers scan the parts of the file (bounded by RUN_ROWS) and replay the buckets; the
+    # parent only puts their results together, so the sum bounds the tree's RSS at any moment
     tree = run["peak_mb"] + 2 * run["worker_mb"]
     print(
         f"replay {BIG_LEADS:,} leads, {run['events']:,.0f} events, --jobs 2: "
