@@ -12,6 +12,7 @@ Sharing the fields between the two is safe because every field holds an immutabl
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Callable
 from sys import intern
 from typing import Any
@@ -80,7 +81,9 @@ class LeadState(msgspec.Struct, gc=False, array_like=True):
         """Schedule a timer; its id is unique for the lead's life (kind, sequence, due)."""
         self.timer_seq += 1
         timer_id = f"{kind}@{key}" if key is not None else f"{kind}#{self.timer_seq}@{due}"
-        self.timers = tuple(sorted((*self.timers, Timer(due, timer_id, kind))))
+        timers = list(self.timers)  # already sorted: one insertion, not a sort
+        insort(timers, Timer(due, timer_id, kind))
+        self.timers = tuple(timers)
         return timer_id
 
     def cancel_timers(self, *kinds: str) -> None:
@@ -99,7 +102,7 @@ class LeadState(msgspec.Struct, gc=False, array_like=True):
 
     def drop_timer(self, timer_id: str) -> None:
         """Drop the pending timer with this id (it fired)."""
-        self.timers = tuple(t for t in self.timers if t.timer_id != timer_id)
+        self.timers = tuple([t for t in self.timers if t.timer_id != timer_id])
 
     def timer_of(self, kind: str) -> Timer | None:
         """The pending timer of ``kind`` (the earliest), or None."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream.core.config import TrialRules
 from stream.core.context import DAY, HOUR, Ctx
 from stream.core.emails import send_email
 from stream.core.state import LeadState
@@ -13,8 +14,8 @@ from stream.core.windows import count_in
 CHECKPOINTS = ("48h", "7d", "14d")
 
 
-def checkpoint_due(d: LeadState, ctx: Ctx, name: str) -> int:
-    rules = ctx.pcfg.trial
+def _offset(rules: TrialRules, name: str) -> int:
+    """How long after the trial start a checkpoint is due (ms)."""
     if name == "48h":
         hours = rules.checkpoint_48h_hours
     elif name == "7d":
@@ -23,7 +24,11 @@ def checkpoint_due(d: LeadState, ctx: Ctx, name: str) -> int:
         hours = rules.checkpoint_14d_hours
     else:
         raise KeyError(name)
-    return (d.trial_start or 0) + int(hours * HOUR)
+    return int(hours * HOUR)
+
+
+def checkpoint_due(d: LeadState, ctx: Ctx, name: str) -> int:
+    return (d.trial_start or 0) + _offset(ctx.pcfg.trial, name)
 
 
 def judge(d: LeadState, due: int) -> str:
@@ -64,9 +69,11 @@ def enter(ctx: Ctx) -> None:
     d.cancel_prefix("trial.")
     ctx.move("trial_nurture", "started", "trial.started", engagement(ctx))
     start = d.trial_start or ctx.at
-    for name in CHECKPOINTS:
-        d.add_timer("trial." + name, checkpoint_due(d, ctx, name), key=str(start))
-    send_email(ctx, ctx.pcfg.trial.templates.welcome, "trial.started", {"trial_start": start})
+    rules = ctx.pcfg.trial  # the version just entered under
+    key = str(start)
+    for name in CHECKPOINTS:  # each due as checkpoint_due gives it
+        d.add_timer("trial." + name, (d.trial_start or 0) + _offset(rules, name), key=key)
+    send_email(ctx, rules.templates.welcome, "trial.started", {"trial_start": start})
 
 
 def reenter(ctx: Ctx, reason: str, signals: dict[str, Any]) -> None:
@@ -152,7 +159,8 @@ def silence_due(ctx: Ctx) -> int | None:
     d = ctx.d
     if not d.checkpoints:
         return None
-    last_cp = max(checkpoint_due(d, ctx, n) for n, _ in d.checkpoints)
+    rules = ctx.pcfg.trial  # the latest judged checkpoint's due time (rules looked up once)
+    last_cp = (d.trial_start or 0) + max([_offset(rules, n) for n, _ in d.checkpoints])
     quiet_since = max(d.last_activity_at or 0, last_cp)
     return quiet_since + int(ctx.pcfg.trial.silence_days_after_checkpoint * DAY)
 
