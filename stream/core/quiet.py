@@ -42,10 +42,13 @@ def local_time(at_ms: int, tz: ZoneInfo) -> datetime:
 
 def is_quiet(local: datetime, rules: QuietHoursRules) -> bool:
     """Is this local time inside quiet hours?"""
-    if rules.weekends and local.weekday() >= _SATURDAY:
+    return _quiet(local, rules.start_time, rules.end_time, rules.weekends)
+
+
+def _quiet(local: datetime, start: time, end: time, weekends: bool) -> bool:
+    if weekends and local.weekday() >= _SATURDAY:
         return True
     t = local.time()  # naive (datetime.time() drops the zone; timetz() would keep it)
-    start, end = rules.start_time, rules.end_time
     if start < end:  # a window inside one day, e.g. 12:00-14:00
         return start <= t < end
     return t >= start or t < end  # across midnight, e.g. 21:00-08:00
@@ -60,14 +63,25 @@ def deliver_after(at_ms: int, timezone: str | None, rules: QuietHoursRules) -> i
     if tz is None:  # the config validator rejects an unknown default zone
         raise ValueError(f"unknown time zone {rules.default_timezone!r}")
     local = local_time(at_ms, tz)
-    if not is_quiet(local, rules):
+    start, end, weekends = rules.start_time, rules.end_time, rules.weekends
+    if not _quiet(local, start, end, weekends):
         return None
-    day: date = local.date()
-    for k in range(9):  # the end of quiet hours on this day or one of the next eight
-        end = _instant(day + timedelta(days=k), rules.end_time, tz)
-        if end > at_ms and not is_quiet(local_time(end, tz), rules):
-            return end
+    for allowed in _allowed_ends(local.date(), tz, start, end, weekends):
+        if allowed > at_ms:
+            return allowed
     raise AssertionError("no allowed time within 9 days")  # unreachable: weekdays exist
+
+
+@lru_cache(maxsize=4096)
+def _allowed_ends(
+    day: date, tz: ZoneInfo, start: time, end: time, weekends: bool
+) -> tuple[int, ...]:
+    """The ends of quiet hours on ``day`` and the eight local days after it that are allowed
+    instants themselves (not quiet), in day order: a send decided at a quiet instant of ``day``
+    is held until the first of them after it. A function of the local day, the zone and the
+    rules only, so the sends of one zone and day share it (cached)."""
+    ends = (_instant(day + timedelta(days=k), end, tz) for k in range(9))
+    return tuple(e for e in ends if not _quiet(local_time(e, tz), start, end, weekends))
 
 
 def _instant(day: date, wall: time, tz: ZoneInfo) -> int:

@@ -9,6 +9,8 @@ the local wall time. Two zones and both autumn daylight-saving changes of 2026 a
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream.core.config import QuietHoursRules, load_config, load_config_text
 from stream.core.context import Ctx
@@ -233,3 +235,43 @@ def test_frequency_cap_counts_the_delivery_time() -> None:
         ("skipped", None),
     ]
     assert d.send_times == (ms("2026-10-22T08:00:00Z"),)
+
+
+def _reference_deliver_after(at_ms: int, zone_name: str, rules: QuietHoursRules) -> int | None:
+    """The rule written out instant by instant (no per-day cache): the end of quiet hours on
+    the decision's local day or one of the next eight, the first that is later and allowed."""
+    from datetime import UTC, datetime, timedelta
+
+    tz = zone(zone_name)
+    assert tz is not None
+    local = local_time(at_ms, tz)
+    if not is_quiet(local, rules):
+        return None
+    for k in range(9):
+        wall = datetime.combine(local.date() + timedelta(days=k), rules.end_time, tzinfo=tz)
+        end = (wall - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+        if end > at_ms and not is_quiet(local_time(end, tz), rules):
+            return end
+    raise AssertionError("no allowed time")
+
+
+ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    at=st.integers(min_value=ms("2026-01-01T00:00:00Z"), max_value=ms("2027-12-31T00:00:00Z")),
+    zone_name=st.sampled_from(ZONES),
+    rules=st.sampled_from((DEFAULT, WEEKENDS, EARLY_END)),
+)
+def test_held_sends_wait_for_the_first_allowed_end_of_quiet_hours(
+    at: int, zone_name: str, rules: QuietHoursRules
+) -> None:
+    """deliver_after (its allowed ends cached per local day and zone) equals the rule computed
+    instant by instant, across daylight-saving changes, half-hour zones and weekends."""
+    assert deliver_after(at, zone_name, rules) == _reference_deliver_after(at, zone_name, rules)
+    # the same day's cached ends serve a later decision of that day too
+    later = at + 3_600_000
+    assert deliver_after(later, zone_name, rules) == _reference_deliver_after(
+        later, zone_name, rules
+    )
