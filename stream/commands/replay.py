@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which a container's cpuset or
+    ``taskset`` narrows), not every core of the machine."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity on this platform
+        return os.cpu_count() or 1
+
+
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "replay", help="run the rules over an event file (JSON Lines, .gz ok) in event time"
@@ -36,9 +45,10 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=os.cpu_count() or 1,
-        help="processes for --order time, leads sharded across them (default: number of cores); "
-        "the outputs are the same whatever it is",
+        default=usable_cores(),
+        help="processes for --order time: the file scanned in parts, leads and accounts in "
+        "buckets, the outputs merged in time ranges across them (default: the cores this "
+        "process may run on); the outputs are the same whatever it is",
     )
     parser.set_defaults(func=run)
 

@@ -151,3 +151,16 @@ def test_cli_replay_prints_throughput_and_writes_outputs(sim_file: Path, tmp_pat
     assert proc.stdout.strip().endswith("report.html")
     for name in OUTPUTS:
         assert (out / name).exists(), name
+
+
+def test_cli_jobs_default_is_the_cores_this_process_may_run_on() -> None:
+    """A process pinned to one core (as a container's cpuset or taskset pins it) defaults to
+    --jobs 1, whatever the machine's core count."""
+    code = (
+        "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+        "from stream.cli import build_parser; "
+        "print(build_parser().parse_args(['replay', 'x.jsonl', '--out', 'o']).jobs)"
+    )
+    pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.strip() == "1"
