@@ -27,7 +27,6 @@ from stream.accounts.health import DAY, day_of, entry_day
 from stream.accounts.model import (
     AccountState,
     AccountStep,
-    AccountTimer,
     AccountTimerFired,
     Ticket,
 )
@@ -109,7 +108,7 @@ def step_account(
     if state is None:
         state = AccountState(inp.account_id)
     if inp.type not in ACCOUNT_EVENT_TYPES or inp.event_id in state.seen_ids:
-        return AccountStep(state, (), (), _timers(state))
+        return AccountStep(state, (), (), state.timers)
     now = inp.at if state.watermark is None or inp.at > state.watermark else state.watermark
     w = Work(state, config, inp.event_id, inp.at, now)
     s = w.s
@@ -122,7 +121,7 @@ def step_account(
     if s.converted_at is not None and s.stage != "churned":
         plays.react_to_health(w, band_before if live else None, flags_before if live else ())
     w.sync_users()
-    return AccountStep(s, tuple(w.transitions), tuple(w.actions), _timers(s))
+    return AccountStep(s, tuple(w.transitions), tuple(w.actions), s.timers)
 
 
 def _on_timer(state: AccountState, inp: AccountTimerFired, config: RulesConfig) -> AccountStep:
@@ -135,11 +134,7 @@ def _on_timer(state: AccountState, inp: AccountTimerFired, config: RulesConfig) 
         plays.react_to_health(w, s.band, s.flags)  # silence counts: windows moved on
         plays.daily(w)
     w.sync_users()
-    return AccountStep(s, tuple(w.transitions), tuple(w.actions), _timers(s))
-
-
-def _timers(s: AccountState) -> tuple[AccountTimer, ...]:
-    return s.timers
+    return AccountStep(s, tuple(w.transitions), tuple(w.actions), s.timers)
 
 
 def _prune(w: Work) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 import orjson
@@ -241,7 +241,10 @@ class AccountAction:
         return {**action_record(self), "account_id": self.account_id}
 
 
-class AccountStep(NamedTuple):
+class AccountStep(msgspec.Struct, frozen=True, gc=False):
+    """One step's result (built in C, as the lead core's StepResult; ``gc=False``: nothing in
+    it refers back to it). ``timers``: the account's pending timer after the step."""
+
     state: AccountState
     transitions: tuple[AccountTransition, ...]
     actions: tuple[AccountAction, ...]
