@@ -83,12 +83,14 @@ class Settings(BaseSettings):
         8, ge=1, le=4096, description="RocksDB block cache per table partition (MB)"
     )
     fetch_max_wait_ms: int = Field(
-        10,
+        30,
         ge=1,
         le=30_000,
         description="how long a fetch waits at the broker for new data (Faust hard-codes "
         "1500 ms; one fetch per broker is in flight, so a partition drained meanwhile is "
-        "fetched again only after it returns)",
+        "fetched again only after it returns). Each fetch lists every assigned partition "
+        "(aiokafka has no incremental fetch sessions) and is encoded and decoded in Python: "
+        "30 ms gave lower latency than 10 ms at 2,458 inputs/s (fewer fetches, less CPU)",
     )
     fetch_min_bytes: int = Field(
         65_536,
