@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from stream.offline.jobs import Jobs
+from stream.offline.order import line_start
 
 KEY_WIDTH = 16
 _key = itemgetter(slice(0, KEY_WIDTH))
@@ -49,25 +50,17 @@ def key_of(ms: int) -> bytes:
 def first_line_from(fh: IO[bytes], size: int, key: bytes) -> int:
     """The offset of the first line of ``fh`` (``size`` bytes of keyed lines sorted by key)
     whose key is ``key`` or more; ``size`` if none is."""
-
-    def line_start(x: int) -> int:  # the first line start at or after x
-        if x <= 0:
-            return 0
-        fh.seek(x - 1)
-        fh.readline()
-        return fh.tell()
-
     low, high = 0, size  # the smallest x whose line_start(x) holds a key >= key (or is the end)
     while low < high:
         mid = (low + high) // 2
-        start = line_start(mid)
+        start = line_start(fh, mid)
         if start < size:
             fh.seek(start)
             if fh.read(KEY_WIDTH) < key:
                 low = mid + 1
                 continue
         high = mid
-    return line_start(low)
+    return line_start(fh, low)
 
 
 def _lines(path: Path, start: int, end: int) -> Iterator[bytes]:

@@ -97,6 +97,16 @@ class Lines:
         self.count = number
 
 
+def line_start(fh: IO[bytes], offset: int) -> int:
+    """The first line start at or after byte ``offset`` of the seekable file ``fh`` (its end
+    if no line starts there)."""
+    if offset <= 0:
+        return 0
+    fh.seek(offset - 1)
+    fh.readline()
+    return fh.tell()
+
+
 def iter_lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, line without its end-of-line) for every non-blank line."""
     return iter(Lines(fh))

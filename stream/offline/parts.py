@@ -33,7 +33,7 @@ import orjson
 from stream.accounts.engine import ACCOUNT_EVENT_TYPES
 from stream.core.model import Event
 from stream.offline.jobs import Jobs
-from stream.offline.order import Lateness, Lines, Scan, scan
+from stream.offline.order import Lateness, Lines, Scan, line_start, scan
 from stream.offline.runner import dead_letter_line
 from topics.parse import InvalidEvent
 
@@ -69,9 +69,7 @@ def line_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
             target = size * i // parts
             if target <= cuts[-1]:
                 continue
-            fh.seek(target - 1)
-            fh.readline()  # to the first line start at or after target
-            start = fh.tell()
+            start = line_start(fh, target)
             if cuts[-1] < start < size:
                 cuts.append(start)
     cuts.append(size)
