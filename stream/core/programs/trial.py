@@ -27,8 +27,13 @@ def _offset(rules: TrialRules, name: str) -> int:
     return int(hours * HOUR)
 
 
+def _due(d: LeadState, rules: TrialRules, name: str) -> int:
+    """When checkpoint ``name`` of the lead's trial is due (epoch ms)."""
+    return (d.trial_start or 0) + _offset(rules, name)
+
+
 def checkpoint_due(d: LeadState, ctx: Ctx, name: str) -> int:
-    return (d.trial_start or 0) + _offset(ctx.pcfg.trial, name)
+    return _due(d, ctx.pcfg.trial, name)
 
 
 def judge(d: LeadState, due: int) -> str:
@@ -71,8 +76,8 @@ def enter(ctx: Ctx) -> None:
     start = d.trial_start or ctx.at
     rules = ctx.pcfg.trial  # the version just entered under
     key = str(start)
-    for name in CHECKPOINTS:  # each due as checkpoint_due gives it
-        d.add_timer("trial." + name, (d.trial_start or 0) + _offset(rules, name), key=key)
+    for name in CHECKPOINTS:
+        d.add_timer("trial." + name, _due(d, rules, name), key=key)
     send_email(ctx, rules.templates.welcome, "trial.started", {"trial_start": start})
 
 
@@ -159,8 +164,8 @@ def silence_due(ctx: Ctx) -> int | None:
     d = ctx.d
     if not d.checkpoints:
         return None
-    rules = ctx.pcfg.trial  # the latest judged checkpoint's due time (rules looked up once)
-    last_cp = (d.trial_start or 0) + max([_offset(rules, n) for n, _ in d.checkpoints])
+    rules = ctx.pcfg.trial  # looked up once for the judged checkpoints
+    last_cp = max([_due(d, rules, n) for n, _ in d.checkpoints])
     quiet_since = max(d.last_activity_at or 0, last_cp)
     return quiet_since + int(ctx.pcfg.trial.silence_days_after_checkpoint * DAY)
 
