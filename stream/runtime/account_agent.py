@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from stream.core.config import RulesConfig
     from stream.core.model import Event
     from stream.metrics import Metrics
+    from stream.runtime.batch import BatchResult, Committed
     from stream.runtime.merge import Slot
-    from stream.runtime.processor import BatchResult, Committed
     from stream.settings import Settings
     from topics.catalog import TopicSpec
 

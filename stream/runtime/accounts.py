@@ -41,7 +41,8 @@ from stream.accounts.engine import ACCOUNT_EVENT_TYPES, step_account
 from stream.accounts.model import AccountState, AccountStep, AccountTimerFired, decode_state
 from stream.accounts.model import encode_state as encode_account
 from stream.core.model import Event, TimerFired
-from stream.runtime.processor import Committed, LeadProcessor, PartitionStore, _never, now_ms
+from stream.runtime.batch import Committed, PartitionStore, never_committed, now_ms
+from stream.runtime.processor import LeadProcessor
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -165,7 +166,7 @@ def account_processor(
     store: PartitionStore,
     *,
     clock: Callable[[], int] = now_ms,
-    committed: Committed = _never,
+    committed: Committed = never_committed,
     cache_size: int = 20_000,
 ) -> LeadProcessor:
     """The processor of the ``accounts`` table (its inputs carry an :class:`AccountInput`).

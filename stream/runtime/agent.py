@@ -21,7 +21,7 @@ outputs for the outbox (:mod:`stream.runtime.processor`).
 
 Another keyed state (accounts) can run its own :class:`LeadRunner`-style loop over its own
 topics and table: the loop depends on the processor only through ``prepare``/``process``/
-``forget_partitions`` and :class:`stream.runtime.processor.BatchResult`.
+``forget_partitions`` and :class:`stream.runtime.batch.BatchResult`.
 """
 
 from __future__ import annotations
@@ -34,17 +34,20 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream.core.model import ms_to_rfc3339
-from stream.runtime.accounts import account_forward
+from stream.runtime.batch import NO_TIME, BatchResult, Input, now_ms
 from stream.runtime.counters import RuntimeCounters
-from stream.runtime.intake import BatchTopic, Intake
+from stream.runtime.intake import BatchTopic, Intake, unread_on_broker
+from stream.runtime.late import LateLog
 from stream.runtime.merge import PartitionMerge, Slot
-from stream.runtime.processor import NO_TIME, BatchResult, Input, LeadProcessor, now_ms
-from stream.runtime.sender import Record, Sender, last_offset
-from stream.runtime.stall import StallWatch
+from stream.runtime.observe import observe_lead_batch
+from stream.runtime.outgoing import batch_records
+from stream.runtime.processor import LeadProcessor
+from stream.runtime.sender import Sender, last_offset
+from stream.runtime.stall import StallWatch, log_partition_state
+from stream.runtime.stall import log as stall_log
 from stream.runtime.trace import BatchTrace, open_trace
 from stream.runtime.trace import now as trace_now
-from topics.parse import InvalidEvent, dead_letter_record, parse_event
+from topics.parse import InvalidEvent, parse_event
 
 if TYPE_CHECKING:
     import faust
@@ -57,29 +60,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nurture.worker")
 
-MAX_DEAD_LETTER_BYTES = 900_000  # stay under the broker's default 1 MB message limit
 BUFFER_HIGH = 4096  # buffered messages of one topic partition that pause its fetching
 BUFFER_LOW = 1024  # ... and resume it
-LATE_LOG_EVERY_S = 5.0  # at most one late-input warning per runner in this many seconds
 
 
 def tick_topic_name(settings: Settings) -> str:
     return f"{settings.app_id}-timer-ticks"
-
-
-def _fit_dead_letter(record: bytes) -> bytes:
-    """Keep a dead-letter record under the message size limit: drop the text copy first, then
-    truncate the base64 original (flagged ``original_truncated``)."""
-    if len(record) <= MAX_DEAD_LETTER_BYTES:
-        return record
-    doc = orjson.loads(record)
-    doc["original_text"] = None
-    encoded = orjson.dumps(doc)
-    if len(encoded) > MAX_DEAD_LETTER_BYTES:
-        doc["original"] = doc["original"][: MAX_DEAD_LETTER_BYTES // 2]
-        doc["original_truncated"] = True
-        encoded = orjson.dumps(doc)
-    return encoded
 
 
 class Parsed:
@@ -149,12 +135,10 @@ class LeadRunner:
         self.forwarded = 0
         self.batches = 0
         self.idle_timeouts = 0
-        self.late_events = 0
         self._logged = 0.0
-        self._late_logged = -LATE_LOG_EVERY_S  # monotonic time of the last late-input warning
-        self._late_unlogged = 0  # late inputs since that warning, not in a warning yet
         self.busy_s = 0.0  # time spent in batch rounds (see idle_clock)
         self.counters = counters  # the runtime series (one set per registry: the lead runner's)
+        self.late = LateLog(counters)  # input behind its partition's stream time
         self.stall_watch = StallWatch(lambda: app.consumer)  # logs input that is not delivered
         self.trace_out = open_trace(settings.trace_latency_file)
         self._owned_for: object = None  # the assignor's assignment that _owned was computed for
@@ -223,30 +207,6 @@ class LeadRunner:
         self.ticks.clear()
         self.received.clear()
         self.paused.clear()
-
-    def _unread(self, partition: int) -> Any:
-        """``topic -> bool``: whether the broker has data of ``topic``/``partition`` that has
-        not been delivered to us (its high watermark is past what we received)."""
-        from faust.types import TP
-
-        consumer: Any = self.app.consumer
-        received = self.received
-
-        def unread(topic: str) -> bool:
-            tp = TP(topic, partition)
-            try:
-                high = consumer.highwater(tp)
-            except Exception:
-                return False  # not assigned (any more)
-            if high is None:
-                return True
-            last = received.get((topic, partition))
-            if last is None:
-                committed = consumer._committed_offset.get(tp)
-                return bool(high > (committed or 0))
-            return bool(high > last + 1)
-
-        return unread
 
     # --- the loop ----------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -323,23 +283,14 @@ class LeadRunner:
 
     def _log_state(self, owned: list[int]) -> None:
         now = time.monotonic()
-        if now - self._logged < 5.0 or not log.isEnabledFor(logging.DEBUG):
+        if now - self._logged < 5.0 or not stall_log.isEnabledFor(logging.DEBUG):
             return
         self._logged = now
         for p in owned:
             merge = self.merges.get(p)
-            if merge is None:
-                continue
-            unread = self._unread(p)
-            log.debug(
-                "partition %d: buffered %s, unread %s, forced %s, stream time %s, due %s",
-                p,
-                {t: len(q) for t, q in merge.queues.items()},
-                [t for t in merge.queues if unread(t)],
-                sorted(merge.forced),
-                self.processor.stream_time(p),
-                self.processor.earliest_due(p),
-            )
+            if merge is not None:
+                unread = unread_on_broker(self.app.consumer, self.received, p)
+                log_partition_state(p, merge, unread, self.processor)
 
     async def _round(self) -> None:
         if self.trace_out is not None:
@@ -370,7 +321,7 @@ class LeadRunner:
         merge = self.merges.get(p)
         if merge is None:
             merge = self.merges[p] = self.new_merge()
-        unread = self._unread(p)
+        unread = unread_on_broker(self.app.consumer, self.received, p)
         trace = None
         if self.trace_out is not None:
             trace = BatchTrace(self.trace_out, type(self).__name__, p, self.round_began)
@@ -413,7 +364,7 @@ class LeadRunner:
             unacked.add(m)  # a rebalance waits for this batch (Consumer.wait_empty)
         result = self.processor.process(p, inputs, caught_up)
         if result.late:
-            self._log_late(p, result)
+            self.late.note(p, result)
         if result.writes:
             self.store.write(p, result.writes)
         if trace is not None:
@@ -440,68 +391,26 @@ class LeadRunner:
             self.wake.set()
         return True
 
-    def _log_late(self, p: int, result: BatchResult) -> None:
-        """Input that reached the partition after later input (not in event time): its lead's
-        timers may have fired before it, unlike replay. The merge gave up waiting, or the
-        input was not on the broker yet when the later one was read. Counted always
-        (``late_events``, ``nurture_runtime_late_inputs_total``); logged at most once per
-        :data:`LATE_LOG_EVERY_S` (a warning per batch was 4% of the worker's samples under
-        live input with frequent cross-topic races), with the count since the last warning."""
-        self.late_events += result.late
-        if self.counters is not None:
-            self.counters.late_inputs.inc(result.late)
-        self._late_unlogged += result.late
-        now = time.monotonic()
-        if now - self._late_logged < LATE_LOG_EVERY_S:
-            return
-        assert result.late_first is not None
-        topic, offset, at, stream_time = result.late_first
-        log.warning(
-            "partition %d: %d late input(s) in a batch (%d since the last such warning), "
-            "first %s@%d at %s behind stream time %s",
-            p,
-            result.late,
-            self._late_unlogged,
-            topic,
-            offset,
-            ms_to_rfc3339(at),
-            ms_to_rfc3339(stream_time),
-        )
-        self._late_logged = now
-        self._late_unlogged = 0
-
     async def _flush(
         self, p: int, result: BatchResult, slots: list[Slot], trace: BatchTrace | None = None
     ) -> None:
         """Queue the batch's changelog records (its state is written) and outputs together."""
-        s = self.settings
         store = self.store
-        records: list[Record] = []
-        if result.writes:
-            changelog = store.changelog_topic
-            records += [(changelog, p, k, v) for k, v in result.writes.items()]
-        records += [(s.topic_transitions, None, k, v) for k, v in result.transitions]
-        records += [(s.topic_actions, None, k, v) for k, v in result.actions]
-        account_topic = self.account_topic
-        for slot in slots:
-            parsed = slot.item
-            if parsed.error is not None:
-                records.append(self._dead_letter(parsed.message, parsed.error))
-            elif account_topic is not None:  # the account's copy (every time: exactly-once
-                # on the account side is by origin offset, see runtime.accounts)
-                forward = account_forward(account_topic, parsed.message, parsed.event)
-                if forward is not None:
-                    records.append(forward)
-                    self.forwarded += 1
-        if self.progress is not None:
-            records += self.progress.records(p, result.stream_time)
-        if result.failed:
-            by_input = {(x.item.message.topic, x.offset): x.item.message for x in slots}
-            for inp, detail in result.failed:
-                log.error("processing %s:%s:%s failed: %s", inp.topic, p, inp.offset, detail)
-                message = by_input[(inp.topic, inp.offset)]
-                error = InvalidEvent("processing_error", detail)
-                records.append(self._dead_letter(message, error))
+        out = batch_records(
+            p,
+            result,
+            slots,
+            self.settings,
+            store.changelog_topic,
+            self.account_topic,
+            self.progress,
+        )
+        self.forwarded += out.forwarded
+        for reason in out.dead_letters:
+            self.dead_lettered += 1
+            if self.metrics is not None:
+                self.metrics.dead_letter(reason)
+        records = out.records
         if not records:
             return
         futures = await self.sender.send(records)
@@ -523,21 +432,6 @@ class LeadRunner:
                     store.set_persisted_offset(p, offset)
 
         futures[-1][0].add_done_callback(done)
-
-    def _dead_letter(self, message: Any, error: InvalidEvent) -> Record:
-        record = dead_letter_record(
-            message.value or b"",
-            message.key,
-            error.reason,
-            error.detail,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-        )
-        self.dead_lettered += 1
-        if self.metrics is not None:
-            self.metrics.dead_letter(error.reason)
-        return (self.settings.topic_dead_letter, None, message.key, _fit_dead_letter(record))
 
     def _resume_fetching(self, p: int, merge: PartitionMerge) -> None:
         if not self.paused:
@@ -576,24 +470,7 @@ class LeadRunner:
 
     def observe_series(self, m: Metrics, result: BatchResult, slots: list[Slot]) -> None:
         """The lead series of a batch: inputs by type, latency, transitions, actions, timers."""
-        now = time.time()
-        counts: dict[tuple[str, str], int] = {}  # counted per batch: one increment per series
-        for slot in slots:
-            parsed = slot.item
-            event = parsed.event
-            if event is not None:
-                message = parsed.message
-                key = (message.topic, event.type)
-                counts[key] = counts.get(key, 0) + 1
-                ts = message.timestamp
-                if ts:
-                    m.observe_latency(now - ts)
-        m.count_events(counts)
-        m.observe_transitions(result.transition_records, partition=result.partition)
-        m.observe_actions(result.action_records)
-        for lag in result.fired_lags_ms:
-            m.timer_fired(lag / 1000.0)
-        m.set_pending_timers(self.processor.pending_timers())
+        observe_lead_batch(m, result, slots, self.processor.pending_timers())
 
     # --- rebalance ---------------------------------------------------------------------------
     async def on_revoked(self, partitions: set[int]) -> None:

@@ -81,3 +81,28 @@ class BatchTopic(faust.Topic):
         with flow control (see the module docstring)."""
         app: Any = self.app
         app.topics.add(self)
+
+
+def unread_on_broker(
+    consumer: Any, received: dict[tuple[str, int], int], partition: int
+) -> Callable[[str], bool]:
+    """``topic -> bool``: whether the broker has data of ``topic``/``partition`` that has not
+    been delivered (its high watermark is past the last offset ``received``, or past the
+    committed offset when nothing was received yet)."""
+    from faust.types import TP
+
+    def unread(topic: str) -> bool:
+        tp = TP(topic, partition)
+        try:
+            high = consumer.highwater(tp)
+        except Exception:
+            return False  # not assigned (any more)
+        if high is None:
+            return True
+        last = received.get((topic, partition))
+        if last is None:
+            committed = consumer._committed_offset.get(tp)
+            return bool(high > (committed or 0))
+        return bool(high > last + 1)
+
+    return unread

@@ -33,15 +33,24 @@ dropped once the consumer has committed past their anchor.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stream.core.model import Event, TimerFired
+from stream.core.model import TimerFired
 from stream.core.state import peek_program
+from stream.runtime.batch import (
+    NO_TIME,
+    BatchResult,
+    Committed,
+    Input,
+    PartitionState,
+    PartitionStore,
+    Pending,
+    never_committed,
+    now_ms,
+)
 from stream.runtime.journal import (
     JOURNAL_OUTPUTS_MAX,
     LeadOutputs,
@@ -54,7 +63,6 @@ from stream.runtime.journal import (
 from stream.runtime.record import (
     HISTORY_KEEP,
     OUTBOX_CAP,
-    HistoryEntry,
     LeadRecord,
     OutboxEntry,
     encode_record,
@@ -63,7 +71,6 @@ from stream.runtime.record import (
     peek_state_bytes,
     split_record,
 )
-from stream.runtime.timers import PartitionDue
 
 if TYPE_CHECKING:
     from stream.core.config import RulesConfig
@@ -71,121 +78,6 @@ if TYPE_CHECKING:
 # a chain of timers whose firing schedules another already-due timer is bounded per input
 MAX_TIMER_CHAIN = 64
 INTERNAL_PREFIX = "__"
-NO_TIME = -(2**62)
-
-
-class PartitionStore(Protocol):
-    """Where lead records live, per partition (the Faust table's RocksDB, a dict in tests)."""
-
-    def get(self, partition: int, key: bytes) -> bytes | None: ...
-
-    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]: ...
-
-
-# (topic, partition) -> committed offset (the next offset a restarted consumer reads) or None
-Committed = Callable[[str, int], "int | None"]
-
-
-@dataclass(slots=True)
-class Input:
-    """One input message of a batch: an event, or an anchor-only message (a tick, or a
-    message that failed validation; ``event`` is None then)."""
-
-    topic: str
-    offset: int
-    event: Event | None = None
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """What one batch produced. ``transitions``/``actions`` are ``(lead key, JSON)`` to send;
-    ``writes`` are the table writes (one per touched lead, plus journal entries; ``None``
-    deletes a key)."""
-
-    partition: int
-    transitions: list[tuple[bytes, bytes]] = field(default_factory=list)
-    actions: list[tuple[bytes, bytes]] = field(default_factory=list)
-    writes: dict[bytes, bytes | None] = field(default_factory=dict)
-    transition_records: list[dict[str, Any]] = field(default_factory=list)
-    action_records: list[dict[str, Any]] = field(default_factory=list)
-    fired_lags_ms: list[int] = field(default_factory=list)  # stream time minus due, per timer
-    failed: list[tuple[Input, str]] = field(default_factory=list)  # core errors: dead-letter
-    replayed: int = 0  # outputs re-sent for a re-delivered anchor
-    skipped: int = 0  # re-delivered inputs not stepped again
-    stepped: int = 0  # events stepped through the core
-    more_due: bool = False  # leads still due by stream time (fire_limit reached)
-    stream_time: int = NO_TIME
-    late: int = 0  # events stepped (not re-delivered ones) behind the partition's stream time
-    late_first: tuple[str, int, int, int] | None = None  # (topic, offset, at, stream time)
-
-
-class _Pending:
-    """Outputs of one lead in the current batch: records, their JSON, history entries of the
-    transitions, timer lags. (A plain class: one is made per event and per fired lead, and a
-    dataclass's default factories cost twice its ``__init__``.)"""
-
-    __slots__ = (
-        "action_records",
-        "actions",
-        "history",
-        "lags",
-        "transition_records",
-        "transitions",
-    )
-
-    def __init__(self) -> None:
-        self.transitions: list[bytes] = []
-        self.transition_records: list[dict[str, Any]] = []
-        self.actions: list[bytes] = []
-        self.action_records: list[dict[str, Any]] = []
-        self.history: list[HistoryEntry] = []
-        self.lags: list[int] = []
-
-    def extend(self, other: _Pending) -> None:
-        self.transitions += other.transitions
-        self.transition_records += other.transition_records
-        self.actions += other.actions
-        self.action_records += other.action_records
-        self.history += other.history
-        self.lags += other.lags
-
-
-class PartitionState:
-    """What the processor keeps per partition: the hot-lead cache (dict order = LRU order),
-    the due index, the journal and the stream time."""
-
-    __slots__ = (
-        "cache",
-        "due",
-        "journal",
-        "journal_parts",
-        "journal_topics",
-        "pruned_at",
-        "stream_time",
-    )
-
-    def __init__(self) -> None:
-        self.cache: dict[str, LeadRecord] = {}
-        self.due = PartitionDue()
-        self.journal: dict[str, list[str]] = {}  # anchor "topic:offset" -> leads with outputs
-        self.journal_parts: dict[str, int] = {}  # anchors whose outputs span further values
-        # the topics of journal anchors (a handful), each with the highest anchor offset it had:
-        # an input past it cannot be a re-delivered anchor (no journal lookup per input)
-        self.journal_topics: dict[str, int] = {}
-        self.pruned_at: tuple[int | None, ...] = ()  # committed offsets at the last prune
-        self.stream_time = NO_TIME
-
-    def note_anchor(self, topic: str, offset: int) -> None:
-        if offset > self.journal_topics.get(topic, -1):
-            self.journal_topics[topic] = offset
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _never(topic: str, partition: int) -> int | None:
-    return None
 
 
 class LeadProcessor:
@@ -198,7 +90,7 @@ class LeadProcessor:
         *,
         cache_size: int = 200_000,
         clock: Callable[[], int] = now_ms,
-        committed: Committed = _never,
+        committed: Committed = never_committed,
         fire_limit: int = 2000,
         journal_outputs_max: int = JOURNAL_OUTPUTS_MAX,
         step: Callable[..., Any] | None = None,
@@ -311,7 +203,7 @@ class LeadProcessor:
         return encode_record(self._encode(st), rec, _next_due(st))
 
     # --- processing --------------------------------------------------------------------------
-    def _fire_due(self, st: Any, lead_id: str, until: int, pending: _Pending) -> Any:
+    def _fire_due(self, st: Any, lead_id: str, until: int, pending: Pending) -> Any:
         for _ in range(MAX_TIMER_CHAIN):
             if st is None:
                 return st
@@ -330,7 +222,7 @@ class LeadProcessor:
         return st
 
     @staticmethod
-    def _collect(result: Any, pending: _Pending) -> None:
+    def _collect(result: Any, pending: Pending) -> None:
         for t in result.transitions:
             record = t.to_record()
             pending.transition_records.append(record)
@@ -374,7 +266,7 @@ class LeadProcessor:
             part = self._parts[partition]
         res = BatchResult(partition)
         dirty: dict[str, LeadRecord] = {}
-        pending: dict[str, _Pending] = {}
+        pending: dict[str, Pending] = {}
         journal = part.journal
         due = part.due
         step = self._step
@@ -414,7 +306,7 @@ class LeadProcessor:
                     res.late_first = (topic, inp.offset, event.at, behind)
                 res.late += 1
             before = rec.state
-            out = _Pending()
+            out = Pending()
             try:
                 st = self._fire_due(before, lead_id, st_time, out)
                 result = step(st, event, config)
@@ -441,7 +333,7 @@ class LeadProcessor:
             rec = self._load(part, partition, lead_id)
             fired = pending.get(lead_id)
             if fired is None:
-                fired = pending[lead_id] = _Pending()
+                fired = pending[lead_id] = Pending()
             st = self._fire_due(rec.state, lead_id, st_time, fired)
             if st is not None and st is not rec.state:
                 rec.state = st
@@ -463,7 +355,7 @@ class LeadProcessor:
         part: PartitionState,
         partition: int,
         anchor: Input,
-        pending: dict[str, _Pending],
+        pending: dict[str, Pending],
         dirty: dict[str, LeadRecord],
         res: BatchResult,
     ) -> None:

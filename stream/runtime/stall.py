@@ -126,3 +126,17 @@ class StallWatch:
                 )
         self.seen = seen
         return stalled
+
+
+def log_partition_state(p: int, merge: Any, unread: Callable[[str], bool], processor: Any) -> None:
+    """One DEBUG line of what partition ``p`` has buffered, what the broker has unread, which
+    topics the merge stopped waiting for, its stream time and next due timer."""
+    log.debug(
+        "partition %d: buffered %s, unread %s, forced %s, stream time %s, due %s",
+        p,
+        {t: len(q) for t, q in merge.queues.items()},
+        [t for t in merge.queues if unread(t)],
+        sorted(merge.forced),
+        processor.stream_time(p),
+        processor.earliest_due(p),
+    )

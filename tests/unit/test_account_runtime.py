@@ -28,7 +28,7 @@ from stream.runtime.accounts import (
     open_envelope,
     open_forward,
 )
-from stream.runtime.processor import BatchResult, Input
+from stream.runtime.batch import BatchResult, Input
 from stream.runtime.record import split_record
 from topics.parse import InvalidEvent, parse_event, parse_forward
 

@@ -20,9 +20,10 @@ import pytest
 
 from stream.core.config import load_config
 from stream.core.model import HOUR_MS
+from stream.runtime.batch import BatchResult, Input
 from stream.runtime.journal import decode_journal, journal_key
 from stream.runtime.merge import PartitionMerge, Slot
-from stream.runtime.processor import BatchResult, Input, LeadProcessor
+from stream.runtime.processor import LeadProcessor
 from stream.runtime.record import OUTBOX_CAP, split_record
 from tests.support.leads import trial_leads
 from tests.support.reference import core_outputs

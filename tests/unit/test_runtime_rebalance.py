@@ -334,8 +334,8 @@ def test_owned_partitions_are_computed_once_per_assignment(tmp_path: Path) -> No
 def test_late_inputs_are_counted_always_and_logged_once_per_interval(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from stream.runtime.agent import LATE_LOG_EVERY_S
-    from stream.runtime.processor import BatchResult
+    from stream.runtime.batch import BatchResult
+    from stream.runtime.late import LATE_LOG_EVERY_S
 
     s = _settings(tmp_path)
     app: Any = create_app(s)
@@ -357,16 +357,16 @@ def test_late_inputs_are_counted_always_and_logged_once_per_interval(
         )
 
     with caplog.at_level("WARNING", logger="nurture.worker"):
-        runner._log_late(PARTITION, late(2, 10))
-        runner._log_late(PARTITION, late(3, 20))
-        runner._log_late(0, late(4, 30))
+        runner.late.note(PARTITION, late(2, 10))
+        runner.late.note(PARTITION, late(3, 20))
+        runner.late.note(0, late(4, 30))
         assert len(logged()) == 1 and "2 late input(s)" in logged()[0]
-        assert runner.late_events == 9 and counted() == 9
-        runner._late_logged -= LATE_LOG_EVERY_S  # the interval passed
-        runner._log_late(PARTITION, late(1, 40))
+        assert runner.late.count == 9 and counted() == 9
+        runner.late.logged_at -= LATE_LOG_EVERY_S  # the interval passed
+        runner.late.note(PARTITION, late(1, 40))
     assert len(logged()) == 2
     assert "(8 since the last such warning)" in logged()[1] and "@40 " in logged()[1]
-    assert runner.late_events == 10 and counted() == 10
+    assert runner.late.count == 10 and counted() == 10
 
 
 # --- the batch loop's linger (NURTURE_BATCH_LINGER_MS) --------------------------------------
