@@ -38,7 +38,8 @@ from stream.core.config import load_config
 from stream.core.model import DAY_MS
 from stream.offline.simulate import generate
 from stream.runtime.accounts import account_forward, account_processor
-from stream.runtime.processor import BatchResult, Input, LeadProcessor
+from stream.runtime.batch import BatchResult, Input
+from stream.runtime.processor import LeadProcessor
 from stream.runtime.tablestore import write_batch
 
 PARTITIONS = 12

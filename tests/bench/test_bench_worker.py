@@ -54,6 +54,7 @@ import pytest
 from stream.core.model import DAY_MS
 from stream.offline.simulate import generate
 from tests.bench.latency import lines as latency_lines
+from tests.bench.machine import CpuSnapshot, cpu_share_line
 from tests.support.leads import percentile
 from tests.support.worker import (
     REPO,
@@ -345,6 +346,8 @@ def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handle
     records = records[: int(rate * PACED_SECONDS)]
     inputs0, batches0 = _batch_counts(worker)
     cpu0 = cpu_seconds(worker.pid)
+    assert worker.pid is not None
+    machine0 = CpuSnapshot(worker.pid)
     spy = None
     if PROFILE_DIR:
         from tests.bench.pyspy import record
@@ -353,9 +356,11 @@ def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handle
         seconds = max(1, int(PACED_SECONDS) - 2)
         spy = record(worker.pid, Path(PROFILE_DIR) / "paced-profile.txt", seconds)
     sent_at = produce(settings, records, rate=rate)
+    machine1 = CpuSnapshot(worker.pid)  # the producing window: the paced rate held
     wait_handled(worker, handled + len(records), timeout=600)
     inputs1, batches1 = _batch_counts(worker)
     cpu = _cpu_line(cpu0, cpu_seconds(worker.pid), len(records))
+    machine = cpu_share_line(machine0, machine1)
     profile: list[str] = []
     if spy is not None:
         from tests.bench.pyspy import summarize
@@ -376,7 +381,7 @@ def paced_latency(settings: Settings, worker: WorkerProcess, rate: float, handle
             into = account_lat if value.get("account_id") else lat
             into.append(float(rec["timestamp"] - sent))
     per_batch = (inputs1 - inputs0) / max(1.0, batches1 - batches0)
-    return Paced(len(records), lat, account_lat, per_batch, [cpu, *profile], since)
+    return Paced(len(records), lat, account_lat, per_batch, [cpu, machine, *profile], since)
 
 
 def _account_line(lat: list[float]) -> str:
