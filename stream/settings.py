@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     accounts_enabled: bool = Field(
         True, description="post-sale accounts: re-key account events, run the account agent"
     )
+    account_forward_format: Literal["msgpack", "json"] = Field(
+        "msgpack",
+        description="how the lead runner writes account forwards: msgpack (read only by workers "
+        "from 9a80ada on) or json, the envelope earlier workers read; keep json during a rolling "
+        "upgrade from such a worker, then switch to msgpack with a second rolling restart",
+    )
     batch_size: int = Field(2000, ge=1, le=100_000, description="input messages per batch")
     batch_linger_ms: float = Field(
         5.0,

@@ -11,7 +11,8 @@ Each forward (:class:`Forward`, MessagePack) holds the parsed event and its orig
 topic, partition and offset the lead runner read it from: the account runner decodes it
 without parsing and validating the event's JSON again (0.7 against 4.7 us per forward, and
 155 against 231 bytes, on simulated input). Forwards written by earlier workers, a JSON
-envelope around the original bytes (:func:`forward_envelope`), are still read. The lead runner
+envelope around the original bytes (:func:`forward_envelope`), are still read, and
+``NURTURE_ACCOUNT_FORWARD_FORMAT=json`` writes them for a rolling upgrade. The lead runner
 forwards every event of a batch, also one it does not step again after a restart (its first
 forward may not have reached the broker), so the account topic holds a re-sent copy of every
 forward whose input was not committed when a worker died. The account record keeps, per
@@ -101,7 +102,7 @@ _EVENT_FIELD = b',"event":'
 def forward_envelope(raw: bytes, topic: str, partition: int, offset: int) -> bytes:
     """The account-topic value of a forward as workers before :class:`Forward` wrote it:
     ``{"src": [topic, partition, offset], "event": <the original bytes>}`` (still read, see
-    :func:`open_envelope`; written only by tests now)."""
+    :func:`open_envelope`; written with ``NURTURE_ACCOUNT_FORWARD_FORMAT=json``)."""
     return orjson.dumps({"src": [topic, partition, offset]})[:-1] + _EVENT_FIELD + raw + b"}"
 
 
@@ -120,12 +121,20 @@ def open_envelope(value: bytes) -> tuple[bytes, str, int, int] | None:
     return value[cut + len(_EVENT_FIELD) : -1], topic, partition, offset
 
 
-def account_forward(topic: str, message: Any, event: Event) -> Record | None:
-    """The account-topic record of a parsed input (keyed by account), or None."""
+def account_forward(
+    topic: str, message: Any, event: Event, json_envelope: bool = False
+) -> Record | None:
+    """The account-topic record of a parsed input (keyed by account), or None. With
+    ``json_envelope`` (``NURTURE_ACCOUNT_FORWARD_FORMAT=json``) it is the JSON envelope that
+    workers before :class:`Forward` wrote and read: a rolling upgrade from such a worker keeps
+    it until every worker runs this version."""
     key = account_key(event)
     if key is None:
         return None
-    value = forward_value(event, message.topic, message.partition, message.offset)
+    if json_envelope:
+        value = forward_envelope(message.value, message.topic, message.partition, message.offset)
+    else:
+        value = forward_value(event, message.topic, message.partition, message.offset)
     return (topic, None, key, value)
 
 

@@ -80,6 +80,7 @@ def batch_records(
         records += [(changelog_topic, p, k, v) for k, v in result.writes.items()]
     records += [(settings.topic_transitions, None, k, v) for k, v in result.transitions]
     records += [(settings.topic_actions, None, k, v) for k, v in result.actions]
+    json_forwards = settings.account_forward_format == "json"
     for slot in slots:
         parsed = slot.item
         if parsed.error is not None:
@@ -87,7 +88,7 @@ def batch_records(
             out.dead_letters.append(parsed.error.reason)
         elif account_topic is not None:  # the account's copy (every time: exactly-once
             # on the account side is by origin offset, see runtime.accounts)
-            forward = account_forward(account_topic, parsed.message, parsed.event)
+            forward = account_forward(account_topic, parsed.message, parsed.event, json_forwards)
             if forward is not None:
                 records.append(forward)
                 out.forwarded += 1

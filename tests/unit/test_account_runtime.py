@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from stream.runtime.accounts import (
 )
 from stream.runtime.batch import BatchResult, Input
 from stream.runtime.record import split_record
+from stream.settings import Settings
 from topics.parse import InvalidEvent, parse_event, parse_forward
 
 CFG = load_config()
@@ -323,6 +325,46 @@ def test_a_forward_carries_the_event_the_lead_runner_parsed() -> None:
         got = _open_forward(value)
         assert isinstance(got, InvalidEvent) and got.reason == "bad_envelope", value
     assert open_forward(b'{"progress":[1,2]}') is None
+
+
+def test_json_forward_format_writes_the_envelope_earlier_workers_read(tmp_path: Path) -> None:
+    """NURTURE_ACCOUNT_FORWARD_FORMAT=json (a rolling upgrade from a worker before MessagePack
+    forwards): the lead runner's batch sends the JSON envelope of the original bytes, which the
+    account runner opens to the same event and origin as the MessagePack forward."""
+    from stream.runtime.account_agent import _open_forward
+    from stream.runtime.merge import Slot
+    from stream.runtime.outgoing import batch_records
+
+    raw = next(ev.line for ev in generate(40, 20, 5, customers=5) if b'"account_id"' in ev.line)
+    event = parse_event(raw)
+    assert account_key(event) is not None
+
+    message = SimpleNamespace(
+        topic="nurture.product-events", partition=3, offset=41, value=raw, key=b"k"
+    )
+    parsed = SimpleNamespace(message=message, event=event, error=None)
+
+    sent: dict[str, bytes | None] = {}
+    for fmt in ("msgpack", "json"):
+        settings = Settings(data_dir=tmp_path, account_forward_format=fmt)
+        result = BatchResult(partition=3)
+        out = batch_records(3, result, [Slot(event.at, 41, parsed)], settings, "cl", "acc", None)
+        assert out.forwarded == 1 and len(out.records) == 1
+        sent[fmt] = out.records[0][3]
+    assert sent["json"].startswith(b'{"src":') and sent["msgpack"][:1] != b"{"
+    assert sent["json"] == forward_envelope(raw, "nurture.product-events", 3, 41)
+    assert (
+        _open_forward(sent["json"])
+        == _open_forward(sent["msgpack"])
+        == (
+            event,
+            "nurture.product-events",
+            3,
+            41,
+        )
+    )
+    with pytest.raises(ValueError, match="account_forward_format"):
+        Settings(data_dir=tmp_path, account_forward_format="avro")
 
 
 def test_assigning_an_account_partition_leaves_the_lead_occupancy_of_that_partition(
