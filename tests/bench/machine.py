@@ -14,7 +14,7 @@ from pathlib import Path
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _process_cpu(pid: int) -> float:
+def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a process so far; 0 if it has ended."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -56,8 +56,8 @@ class CpuSnapshot:
     worker: float = 0.0
 
     def __post_init__(self) -> None:
-        self.broker = sum(_process_cpu(pid) for pid in _broker_pids())
-        self.worker = _process_cpu(self.worker_pid)
+        self.broker = sum(process_cpu(pid) for pid in _broker_pids())
+        self.worker = process_cpu(self.worker_pid)
 
 
 def cpu_share_line(before: CpuSnapshot, after: CpuSnapshot) -> str:

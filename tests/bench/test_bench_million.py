@@ -59,6 +59,7 @@ import orjson
 import pytest
 
 from stream.core.model import ms_to_rfc3339, rfc3339_to_ms
+from tests.bench.machine import process_cpu
 from tests.support.leads import percentile
 from tests.support.worker import WorkerProcess, _lag, run
 
@@ -242,12 +243,6 @@ def proc_status_mb(pid: int | None, field_name: str) -> float:
     return float("nan")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def wait_until(what: str, check: Callable[[], bool], timeout: float, every: float = 0.5) -> float:
     """Poll ``check`` (every ``every`` s: a /metrics render costs the worker CPU) until true;
     the seconds it took. Raises on timeout."""
@@ -285,10 +280,10 @@ def wait_idle(pid: int, timeout: float, below: float = 0.2, window: float = 3.0)
     a second, about 9% of a core here (measured at 02:40 on 2026-12-01; the 5% threshold
     used before never fired), while a standby still restoring uses most of a core."""
     t0 = time.monotonic()
-    last = cpu_seconds(pid)
+    last = process_cpu(pid)
     while True:
         time.sleep(window)  # the measuring window of the CPU-use condition
-        now = cpu_seconds(pid)
+        now = process_cpu(pid)
         if now - last < below * window:
             return time.monotonic() - t0
         last = now
@@ -366,10 +361,10 @@ def ingest(settings: Settings, t0: int, worker: WorkerProcess, figures: Figures)
     worker.start()
     wait_until("first message handled", lambda: handled(worker) > 0, timeout=600)
     assert worker.pid is not None
-    cpu0 = cpu_seconds(worker.pid)
+    cpu0 = process_cpu(worker.pid)
     seconds = wait_until("ingest", lambda: handled(worker) >= LEADS, timeout=4 * 3600)
     rate = LEADS / seconds
-    per_cpu = LEADS / (cpu_seconds(worker.pid) - cpu0)
+    per_cpu = LEADS / (process_cpu(worker.pid) - cpu0)
     committed_s = wait_until("input lag 0", lambda: input_lag(settings) == 0, timeout=600, every=1)
     hwm, rss = proc_status_mb(worker.pid, "VmHWM"), proc_status_mb(worker.pid, "VmRSS")
     pending = worker.metric_sum("nurture_timers_pending")
@@ -430,7 +425,7 @@ def wave(
     trans_starts = end_offsets(settings, settings.topic_transitions)
     before = handled(worker)
     assert worker.pid is not None
-    cpu0, wall0 = cpu_seconds(worker.pid), time.monotonic()
+    cpu0, wall0 = process_cpu(worker.pid), time.monotonic()
     sends = produce(settings, records, rate=plan.rate)
     for (_, p, key, value), ts in zip(records, sends, strict=True):
         times[p].append(rfc3339_to_ms(orjson.loads(value)["occurred_at"]))
@@ -438,7 +433,7 @@ def wave(
         wave_leads[p].append(key.decode())
         wave_sent[key.decode() + "-t"] = ts
     wait_until("wave handled", lambda: handled(worker) >= before + plan.leads, timeout=1800)
-    busy = (cpu_seconds(worker.pid) - cpu0) / (time.monotonic() - wall0)
+    busy = (process_cpu(worker.pid) - cpu0) / (time.monotonic() - wall0)
 
     # the oracle: phase-1 leads whose 48h checkpoint the wave crossed in their partition
     last = {p: ts[-1] for p, ts in times.items() if ts}
@@ -549,7 +544,7 @@ def recover(settings: Settings, t0: int, worker: WorkerProcess, figures: Figures
             "probes handled", lambda: handled(fresh) >= len(probe), timeout=3600
         )
         assert fresh.pid is not None
-        cpu = cpu_seconds(fresh.pid)
+        cpu = process_cpu(fresh.pid)
         hwm = proc_status_mb(fresh.pid, "VmHWM")
     finally:
         fresh.stop(timeout=300)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from stream.core.model import DAY_MS
+from tests.bench.machine import process_cpu
 from tests.bench.test_bench_worker import LEADS, MIN_EVENTS, Row, produce, simulated
 from tests.support.worker import WorkerProcess, run
 
@@ -105,12 +106,7 @@ def wait_group_ready(settings: Settings, workers: list[WorkerProcess], timeout: 
 
 def cpu_seconds(workers: list[WorkerProcess]) -> float:
     """User + system CPU seconds the worker processes have used so far (/proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for w in workers:
-        fields = Path(f"/proc/{w.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
+    return sum(process_cpu(w.pid) for w in workers if w.pid is not None)
 
 
 def _metric(worker: WorkerProcess, name: str) -> float:
