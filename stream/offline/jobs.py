@@ -11,6 +11,7 @@ the outputs do not depend on ``jobs``.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import time
 from collections.abc import Callable
@@ -21,6 +22,26 @@ from typing import Any, TypeVar
 from stream.commands.heap import tune_gc
 
 T = TypeVar("T")
+
+
+#: the modules of the tasks of a replay (each pool process imports them when it starts)
+TASK_MODULES = (
+    "stream.offline.parts",
+    "stream.offline.shards",
+    "stream.offline.merge",
+    "stream.core.engine",
+    "stream.accounts.driver",
+    "stream.report.pipeline",
+    "stream.report.postsale",
+)
+
+
+def _start_worker() -> None:
+    """A pool process's start: the task modules imported, then the collector tuned (which
+    freezes what the imports allocated)."""
+    for name in TASK_MODULES:
+        importlib.import_module(name)
+    tune_gc()
 
 
 def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
@@ -41,7 +62,13 @@ class Jobs:
         self._pool: Executor | None = None
         if self.jobs > 1:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=tune_gc)
+            pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_start_worker)
+            # a pool starts a process per submit while none is idle: every process starts
+            # now, and imports what the tasks use while this process reads (and decompresses)
+            # the head of the file, instead of when the first tasks arrive
+            for _ in range(self.jobs):
+                pool.submit(int)
+            self._pool = pool
 
     @property
     def parallel(self) -> bool:

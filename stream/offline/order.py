@@ -178,8 +178,10 @@ def read_events(
 ) -> Iterator[tuple[int, Event]]:
     """(line number, event) for each valid line, in file order, up to ``until``; invalid lines
     go to ``dead``. ``counts`` is updated as the lines are read; ``times`` (if given) receives
-    each yielded event's time, in file order."""
-    late = counts.lateness
+    each yielded event's time, in file order, and then the lateness is left to the caller (it
+    is measured from the times: :func:`stream.offline.parts.measure_lateness`), not measured
+    twice."""
+    late = counts.lateness.add if times is None else None
     keep_time = None if times is None else times.append
     for number, raw in lines:
         counts.lines = number
@@ -196,8 +198,8 @@ def read_events(
         high = counts.last_at
         if high is None or at > high:
             counts.last_at = at
-        elif at < high:
-            late.add(high - at)
+        elif at < high and late is not None:
+            late(high - at)
         if counts.first_at is None or at < counts.first_at:
             counts.first_at = at
         counts.events += 1

@@ -1,8 +1,9 @@
 """The scan of an events file in parts, on several processes, put back together in file order.
 
 With one job the file is one part, read in this process (gzip or not). With more, a plain file
-is cut into byte ranges at line starts (a gzip file is first decompressed into the work folder:
-its bytes can only be read in order), and each part is scanned on its own by
+is cut into byte ranges at line starts (a gzip file, whose bytes can only be read in order, is
+decompressed here into part files, each scanned as soon as it is written while the next one is
+decompressed), and each part is scanned on its own by
 :func:`stream.offline.order.scan`, into its own folder: its sorted runs, its counts, the times
 of its valid events in file order (8 bytes each) and its dead letters, numbered from the part's
 first line.
@@ -20,26 +21,30 @@ first line.
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
 from stream.accounts.engine import ACCOUNT_EVENT_TYPES
 from stream.core.model import Event
 from stream.offline.jobs import Jobs
-from stream.offline.order import Lateness, Lines, Scan, line_start, scan
+from stream.offline.order import READ_BLOCK, Lateness, Lines, Scan, line_start, scan
 from stream.offline.runner import dead_letter_line
 from topics.parse import InvalidEvent
 
 #: parts per job: more parts than processes, so a process slowed down by other work on the
 #: machine does not hold the others up for long
 PARTS_PER_JOB = 2
+#: decompressed bytes read at a time by :func:`split_gzip` (a part ends at a block's last line)
+GZIP_BLOCK = READ_BLOCK
 
 
 @dataclass(slots=True)
@@ -101,7 +106,7 @@ def _scan(
         )
     with open(times_path, "wb") as t_out:
         times.tofile(t_out)
-    found.lateness = Lateness()  # measured over all parts by combine
+    # read_events leaves the lateness to the caller when it keeps the times: combine
     return Part(found=found, lines=lines.count, times=times_path, dead=dead_path)
 
 
@@ -125,19 +130,57 @@ def scan_file(
     if not jobs.parallel:
         parts = [_scan(Lines(fh), work_dir / "part000", until, on_line)]
         return combine(parts, dead_out), time_cuts(parts, ranges)
-    plain = path
+    count = PARTS_PER_JOB * jobs.jobs
     if isinstance(fh, gzip.GzipFile):
-        plain = work_dir / "events.jsonl"
-        with open(plain, "wb") as out:
-            shutil.copyfileobj(fh, out, 1 << 20)
-    futures = [
-        jobs.submit(scan_part, i, plain, start, end, work_dir, until)
-        for i, (start, end) in enumerate(line_ranges(plain, PARTS_PER_JOB * jobs.jobs))
-    ]
-    parts = [future.result() for future in futures]
-    if plain != path:
-        plain.unlink()
+        # each part is scanned as soon as it is decompressed, while the next one is
+        pieces = list(_submit_parts(jobs, split_gzip(fh, work_dir, count), work_dir, until))
+    else:
+        pieces = [
+            (None, jobs.submit(scan_part, i, path, start, end, work_dir, until))
+            for i, (start, end) in enumerate(line_ranges(path, count))
+        ]
+    parts = [future.result() for _, future in pieces]
+    for piece, _ in pieces:
+        if piece is not None:
+            piece.unlink()
     return combine(parts, dead_out), time_cuts(parts, ranges)
+
+
+def _submit_parts(
+    jobs: Jobs, pieces: Iterator[Path], work_dir: Path, until: int | None
+) -> Iterator[tuple[Path | None, Future[Part]]]:
+    for i, piece in enumerate(pieces):
+        yield piece, jobs.submit(scan_part, i, piece, 0, piece.stat().st_size, work_dir, until)
+
+
+def split_gzip(fh: gzip.GzipFile, work_dir: Path, parts: int) -> Iterator[Path]:
+    """The decompressed bytes of ``fh`` as up to ``parts`` files under ``work_dir``, each
+    handed on as soon as it is written: part ``i`` ends at the first line end after
+    ``(i + 1) / parts`` of the compressed file has been read (parts of about the same size for
+    a file compressed evenly); the last holds the rest. A gzip stream can only be read in
+    order, so this runs here while the parts already written are scanned elsewhere."""
+    raw: Any = fh.fileobj
+    total = os.fstat(raw.fileno()).st_size
+    index = 0
+
+    def piece(i: int) -> Path:
+        return work_dir / f"events{i:03d}.jsonl"
+
+    out = open(piece(0), "wb")  # noqa: SIM115 - closed below, a new one per part
+    try:
+        while block := fh.read(GZIP_BLOCK):
+            cut = block.rfind(b"\n") + 1  # 0: no line ends in this block, cut later
+            if index + 1 < parts and cut and raw.tell() >= total * (index + 1) // parts:
+                out.write(block[:cut])
+                out.close()
+                yield piece(index)
+                index += 1
+                out = open(piece(index), "wb")  # noqa: SIM115
+                block = block[cut:]
+            out.write(block)
+    finally:
+        out.close()
+    yield piece(index)
 
 
 def combine(parts: list[Part], dead_out: IO[bytes]) -> Scan:
@@ -168,6 +211,9 @@ def combine(parts: list[Part], dead_out: IO[bytes]) -> Scan:
 
 def _renumber(dead: Path, offset: int, out: IO[bytes]) -> None:
     with open(dead, "rb") as fh:
+        if not offset:  # the first part's lines are the file's
+            shutil.copyfileobj(fh, out)
+            return
         for line in fh:
             record = orjson.loads(line)
             record["line"] += offset

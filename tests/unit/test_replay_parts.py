@@ -99,10 +99,13 @@ def test_a_file_scanned_in_parts_gives_what_one_pass_gives(
 
 
 def test_scan_file_in_parallel_decompresses_gzip_and_cuts_time_into_ranges(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gzip
 
+    from stream.offline import parts
+
+    monkeypatch.setattr(parts, "GZIP_BLOCK", 1024)  # a small file still splits into 4 parts
     lines = [_line("event", f"L{n % 7}", n, n % 40) for n in range(400)]
     path = tmp_path / "events.jsonl.gz"
     path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
@@ -111,7 +114,7 @@ def test_scan_file_in_parallel_decompresses_gzip_and_cuts_time_into_ranges(
         found, cuts = scan_file(fh, path, tmp_path / "work", jobs, dead, ranges=4)  # type: ignore[arg-type]
     assert found.events == 400 and found.lines == 400
     assert len({p.parent for runs in found.runs for p in runs}) == 4  # 2 parts per job
-    assert not (tmp_path / "work" / "events.jsonl").exists()  # the decompressed copy is gone
+    assert not list((tmp_path / "work").glob("events*.jsonl"))  # the decompressed parts are gone
     assert cuts == sorted(cuts) and len(cuts) == 3
     assert cuts[0] > T0 and cuts[-1] < T0 + 39 * HOUR_MS
 
@@ -174,3 +177,44 @@ def test_merge_in_time_ranges_joined_is_the_merge_of_the_whole_range(
         )
     ]
     assert joined == whole == b"".join(oracle)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 300), min_size=0, max_size=60),
+    parts=st.integers(1, 6),
+    block=st.sampled_from([16, 64, 1024]),
+    newline_at_end=st.booleans(),
+)
+def test_split_gzip_parts_are_the_file_cut_at_line_ends(
+    sizes: list[int],
+    parts: int,
+    block: int,
+    newline_at_end: bool,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import gzip
+    import random
+
+    from stream.offline import parts as module
+
+    rng = random.Random(len(sizes) * 7 + parts)
+    text = b"\n".join(bytes(rng.choice(b"abcdefgh {}:,") for _ in range(n)) for n in sizes)
+    if newline_at_end and text:
+        text += b"\n"
+    work = tmp_path_factory.mktemp("split")
+    path = work / "e.jsonl.gz"
+    path.write_bytes(gzip.compress(text, compresslevel=0))  # stored: compressed ~ plain size
+    module.GZIP_BLOCK, saved = block, module.GZIP_BLOCK
+    try:
+        with gzip.open(path, "rb") as fh:
+            pieces = list(module.split_gzip(fh, work, parts))  # type: ignore[arg-type]
+    finally:
+        module.GZIP_BLOCK = saved
+    data = [p.read_bytes() for p in pieces]
+    assert b"".join(data) == text  # every byte once, in order
+    assert 1 <= len(pieces) <= parts
+    assert all(d.endswith(b"\n") for d in data[:-1])  # every cut is at a line end
+    if parts > 1 and len(text) >= 4 * parts * block and text.count(b"\n") >= 4 * parts:
+        assert len(pieces) >= 2  # a large enough file is cut (the later cuts wait for the
+        # compressed bytes, read 8 KB at a time, so a small file may have fewer parts)
