@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from stream.offline.simulate import DEFAULT_LIFT, NurtureEffect, SimEvent, generate, write_file
+from stream.offline.personas import DEFAULT_LIFT, NurtureEffect
+from stream.offline.simulate import SimEvent, generate, write_file
 
 
 def register(sub: Any) -> None:

@@ -9,8 +9,9 @@ import orjson
 import pytest
 
 from stream.core.config import DEFAULT_RULES, load_config_text
+from stream.offline.personas import NurtureEffect
 from stream.offline.replay import replay_file
-from stream.offline.simulate import NurtureEffect, generate, write_file
+from stream.offline.simulate import generate, write_file
 from stream.report.stats import StatsSettings, compare_rates, median_interval
 
 SETTINGS = StatsSettings(min_group_entries=30)

@@ -14,8 +14,9 @@ import pytest
 
 from stream.commands.simulate import parse_effect
 from stream.core.config import load_config_text
+from stream.offline.personas import NurtureEffect
 from stream.offline.replay import replay_file
-from stream.offline.simulate import NurtureEffect, generate, write_file
+from stream.offline.simulate import generate, write_file
 from tests.unit.test_report_stats import _lift, _rules
 
 TEMPLATE = "trial_nurture.feature_depth"  # the 48h checkpoint's email to activated trials
