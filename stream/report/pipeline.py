@@ -70,9 +70,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from stream.core.model import DAY_MS, rfc3339_to_ms
+from stream.report.facts import DictStore, Entry, LeadFacts, LeadStore
 from stream.report.stats import StatsSettings, compare_rates, median_interval
 
 if TYPE_CHECKING:
@@ -118,67 +119,6 @@ def _at(record: Mapping[str, Any]) -> int:
 
 
 @dataclass(slots=True)
-class _Entry:
-    program: str
-    at: int
-    cohort: str
-    tier: str
-    group: str
-    converted: bool = False  # live bookkeeping for the metrics only
-
-
-class _Lead:
-    """One lead's facts. Containers are created on first use (most leads never convert)."""
-
-    __slots__ = ("credited_sends", "entries", "opportunities", "sends")
-
-    def __init__(self) -> None:
-        self.entries: list[_Entry] = []
-        self.opportunities: list[int] | None = None
-        # (program, template, first send time): a short list is smaller than a dict
-        self.sends: list[tuple[str, str, int]] | None = None
-        self.credited_sends: set[tuple[str, str]] | None = None  # live metrics only
-
-    def opps(self) -> list[int]:
-        return sorted(self.opportunities) if self.opportunities else []
-
-    def sent(self, program: str, template: str) -> int | None:
-        for p, t, at in self.sends or ():
-            if p == program and t == template:
-                return at
-        return None
-
-    def record_send(self, program: str, template: str, at: int) -> bool:
-        """Keep the first send per (program, template); True if this pair is new."""
-        if self.sends is None:
-            self.sends = []
-        for i, (p, t, first) in enumerate(self.sends):
-            if p == program and t == template:
-                if at < first:
-                    self.sends[i] = (p, t, at)
-                return False
-        self.sends.append((program, template, at))
-        return True
-
-
-class LeadStore(Protocol):
-    """Where a report keeps its per-lead facts. ``put`` after every change of a lead."""
-
-    def get(self, lead_id: str) -> _Lead | None: ...
-
-    def put(self, lead_id: str, lead: _Lead) -> None: ...
-
-    def values(self) -> Iterable[_Lead]: ...
-
-
-class DictStore(dict[str, "_Lead"]):
-    """The in-memory store (a dict; ``put`` is a no-op after the first insert)."""
-
-    def put(self, lead_id: str, lead: _Lead) -> None:
-        self[lead_id] = lead
-
-
-@dataclass(slots=True)
 class _Cell:
     entries: int = 0
     days: list[float] = field(default_factory=list)
@@ -217,10 +157,10 @@ class PipelineReport:
         self.actions_seen = 0
 
     # --- feeding ----------------------------------------------------------------------------
-    def _lead(self, lead_id: str) -> _Lead:
+    def _lead(self, lead_id: str) -> LeadFacts:
         lead = self._leads.get(lead_id)
         if lead is None:
-            lead = _Lead()
+            lead = LeadFacts()
         return lead
 
     def add_transition(self, record: Mapping[str, Any]) -> None:
@@ -232,7 +172,7 @@ class PipelineReport:
             lead_id = record["lead_id"]
             lead = self._lead(lead_id)
             if not any(e.at == at and e.program == to_program for e in lead.entries):
-                entry = _Entry(
+                entry = Entry(
                     program=sys.intern(to_program),
                     at=at,
                     cohort=iso_week(at),
@@ -283,7 +223,7 @@ class PipelineReport:
         for record in records:
             self.add_action(record)
 
-    def _live_opportunity(self, lead: _Lead, at: int) -> None:
+    def _live_opportunity(self, lead: LeadFacts, at: int) -> None:
         assert self.metrics is not None
         for e in lead.entries:
             if not e.converted and e.at <= at:
@@ -293,7 +233,9 @@ class PipelineReport:
         for program, template, sent in lead.sends or ():
             self._credit_send(lead, program, template, sent, at)
 
-    def _credit_send(self, lead: _Lead, program: str, template: str, sent: int, opp: int) -> None:
+    def _credit_send(
+        self, lead: LeadFacts, program: str, template: str, sent: int, opp: int
+    ) -> None:
         """Count a template opportunity once per lead and template, when ``opp`` falls in the
         window of the template's first send."""
         assert self.metrics is not None
@@ -368,7 +310,7 @@ class PipelineTotals:
     # entrants who did receive the template: program -> template -> tier -> [leads, converted]
     received: Rows = field(default_factory=dict)
 
-    def add_lead(self, lead: _Lead, window: int) -> None:
+    def add_lead(self, lead: LeadFacts, window: int) -> None:
         opps = lead.opps()
         for e in lead.entries:
             cell = self.cells.get((e.program, e.cohort, e.tier, e.group))
@@ -382,7 +324,7 @@ class PipelineTotals:
         def converted(start: int) -> bool:
             return any(start <= o <= start + window for o in opps)
 
-        by_program: dict[str, list[_Entry]] = {}
+        by_program: dict[str, list[Entry]] = {}
         for e in sorted(lead.entries, key=_entry_key):
             by_program.setdefault(e.program, []).append(e)
         first_conv: dict[str, bool] = {}
@@ -505,7 +447,7 @@ class PipelineTotals:
         return out
 
 
-def _entry_key(e: _Entry) -> tuple[int, str]:
+def _entry_key(e: Entry) -> tuple[int, str]:
     return (e.at, e.program)
 
 

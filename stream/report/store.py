@@ -1,6 +1,6 @@
 """The report consumer's facts on disk: per-lead attribution facts and read offsets in RocksDB.
 
-A :class:`RocksStore` is a :class:`stream.report.pipeline.LeadStore`: a lead the report changes
+A :class:`RocksStore` is a :class:`stream.report.facts.LeadStore`: a lead the report changes
 is kept in a small dirty map until :meth:`RocksStore.flush`, which writes the dirty leads, the
 offsets read so far and the record counts in one RocksDB ``WriteBatch`` (atomic), then forgets
 them. Memory is bounded by one batch of records, whatever the number of leads; a restarted
@@ -19,24 +19,24 @@ from typing import Any
 import orjson
 from rocksdict import Options, Rdict, WriteBatch
 
-from stream.report.pipeline import _Entry, _Lead
+from stream.report.facts import Entry, LeadFacts
 
 LEAD = b"L"
 OFFSET = b"O"
 COUNTS = b"Mcounts"
 
 
-def encode_lead(lead: _Lead) -> bytes:
+def encode_lead(lead: LeadFacts) -> bytes:
     entries = [[e.program, e.at, e.cohort, e.tier, e.group, e.converted] for e in lead.entries]
     credited = sorted(lead.credited_sends) if lead.credited_sends else None
     return orjson.dumps([entries, lead.opportunities, lead.sends, credited])
 
 
-def decode_lead(raw: bytes) -> _Lead:
+def decode_lead(raw: bytes) -> LeadFacts:
     entries, opportunities, sends, credited = orjson.loads(raw)
-    lead = _Lead()
+    lead = LeadFacts()
     lead.entries = [
-        _Entry(program=p, at=at, cohort=c, tier=t, group=g, converted=conv)
+        Entry(program=p, at=at, cohort=c, tier=t, group=g, converted=conv)
         for p, at, c, t, g, conv in entries
     ]
     lead.opportunities = opportunities
@@ -57,20 +57,20 @@ class RocksStore:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         self.db: Any = Rdict(str(path), options=options)  # raw mode: bytes keys and values
-        self._dirty: dict[str, _Lead] = {}
+        self._dirty: dict[str, LeadFacts] = {}
 
     # --- LeadStore ----------------------------------------------------------------------------
-    def get(self, lead_id: str) -> _Lead | None:
+    def get(self, lead_id: str) -> LeadFacts | None:
         lead = self._dirty.get(lead_id)
         if lead is not None:
             return lead
         raw = self.db.get(LEAD + lead_id.encode())
         return None if raw is None else decode_lead(raw)
 
-    def put(self, lead_id: str, lead: _Lead) -> None:
+    def put(self, lead_id: str, lead: LeadFacts) -> None:
         self._dirty[lead_id] = lead
 
-    def values(self) -> Iterator[_Lead]:
+    def values(self) -> Iterator[LeadFacts]:
         """Every lead: the unflushed ones, then those on disk (decoded one at a time)."""
         yield from list(self._dirty.values())
         dirty = {LEAD + k.encode() for k in self._dirty}
