@@ -72,6 +72,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from stream.core.model import DAY_MS, rfc3339_to_ms
 from stream.report.facts import DictStore, Entry, LeadFacts, LeadStore
 from stream.report.stats import StatsSettings, compare_rates, median_interval
@@ -101,12 +103,9 @@ def _iso_week_of_day(day: int) -> str:
 
 
 def quantile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy ``linear``); ``values`` non-empty."""
-    data = sorted(values)
-    pos = (len(data) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+    """numpy's default (``linear``) quantile: interpolation between closest ranks; ``values``
+    non-empty."""
+    return float(np.quantile(values, q))
 
 
 def _r(value: float | None) -> float | None:
