@@ -44,7 +44,6 @@ from stream.runtime.outgoing import batch_records
 from stream.runtime.processor import LeadProcessor
 from stream.runtime.sender import Sender, last_offset
 from stream.runtime.stall import StallWatch, log_partition_state
-from stream.runtime.stall import log as stall_log
 from stream.runtime.trace import BatchTrace, open_trace
 from stream.runtime.trace import now as trace_now
 from topics.parse import InvalidEvent, parse_event
@@ -283,14 +282,14 @@ class LeadRunner:
 
     def _log_state(self, owned: list[int]) -> None:
         now = time.monotonic()
-        if now - self._logged < 5.0 or not stall_log.isEnabledFor(logging.DEBUG):
+        if now - self._logged < 5.0 or not log.isEnabledFor(logging.DEBUG):
             return
         self._logged = now
         for p in owned:
             merge = self.merges.get(p)
             if merge is not None:
                 unread = unread_on_broker(self.app.consumer, self.received, p)
-                log_partition_state(p, merge, unread, self.processor)
+                log_partition_state(log, p, merge, unread, self.processor)
 
     async def _round(self) -> None:
         if self.trace_out is not None:

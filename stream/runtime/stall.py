@@ -128,10 +128,12 @@ class StallWatch:
         return stalled
 
 
-def log_partition_state(p: int, merge: Any, unread: Callable[[str], bool], processor: Any) -> None:
-    """One DEBUG line of what partition ``p`` has buffered, what the broker has unread, which
-    topics the merge stopped waiting for, its stream time and next due timer."""
-    log.debug(
+def log_partition_state(
+    to: logging.Logger, p: int, merge: Any, unread: Callable[[str], bool], processor: Any
+) -> None:
+    """One DEBUG line to ``to`` of what partition ``p`` has buffered, what the broker has unread,
+    which topics the merge stopped waiting for, its stream time and next due timer."""
+    to.debug(
         "partition %d: buffered %s, unread %s, forced %s, stream time %s, due %s",
         p,
         {t: len(q) for t, q in merge.queues.items()},
