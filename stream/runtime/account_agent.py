@@ -104,12 +104,13 @@ class AccountRunner(LeadRunner):
     def parse(self, message: Any) -> tuple[Any, InvalidEvent | None]:
         value = message.value or b""
         progress = open_progress(value)
-        if progress is not None:  # a lead partition's progress: no input, acked in its batch
+        if progress is not None:  # lead partitions' progress: no input, acked in its batch
             merges: dict[int, Any] = self.merges
             merge = merges.get(message.partition)
             if merge is None:
                 merge = merges[message.partition] = self.new_merge()
-            merge.advance(*progress, message.offset)
+            for origin, stream_time in progress:
+                merge.advance(origin, stream_time, message.offset)
             return None, None
         opened = _open_forward(value)
         if isinstance(opened, InvalidEvent):  # the lead runner forwards only valid events
@@ -220,5 +221,6 @@ def connect_accounts(lead: LeadRunner, accounts: AccountRunner, settings: Settin
     the account runner knows the lead runner's busy time."""
     topic = account_topic_name(settings)
     lead.account_topic = topic
-    lead.progress = Progress(topic, settings.topic_partitions)
+    combined = settings.account_forward_format == "msgpack"  # json: what earlier workers read
+    lead.progress = Progress(topic, settings.topic_partitions, combined=combined)
     accounts.lead = lead

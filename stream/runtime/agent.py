@@ -314,6 +314,10 @@ class LeadRunner:
                 # a round without awaits held the previous partitions' produce requests (and
                 # so the account topic's input) and the next fetch's delivery until it ended
                 await asyncio.sleep(0)
+        if self.progress is not None:  # after the round: behind its forwards on every partition
+            markers = self.progress.flush()
+            if markers:
+                await self.sender.send(markers)
 
     async def _partition_round(self, p: int) -> bool:
         """Take, step and queue a batch of partition ``p``; whether there was one."""
@@ -350,9 +354,7 @@ class LeadRunner:
             if caught_up:
                 await self._maybe_tick(p)
                 if self.progress is not None:  # idle: tell the account topic how far we got
-                    idle = self.progress.records(p, self.processor.stream_time(p), idle=True)
-                    if idle:
-                        await self.sender.send(idle)
+                    self.progress.note(p, self.processor.stream_time(p), idle=True)
             return False
         inputs = [Input(s.item.message.topic, s.offset, s.item.event) for s in slots]
         inputs += [Input(t.topic, t.offset) for t in ticks]
@@ -491,6 +493,8 @@ class LeadRunner:
 
     def _forget(self, partitions: set[int]) -> None:
         self.processor.forget_partitions(partitions)
+        if self.progress is not None:
+            self.progress.forget(partitions)
         if self.metrics is not None:
             self.metrics.drop_occupancy(partitions)
         for p in partitions:

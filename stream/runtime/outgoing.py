@@ -1,7 +1,8 @@
 """What a batch sends, as one list for one send (:class:`stream.runtime.sender.Sender`): the
 changelog records of the leads it wrote, its transitions and actions, the account copies of its
-inputs (:mod:`stream.runtime.accounts`), the progress markers to the account topic, and dead
-letters for the inputs that failed validation or processing.
+inputs (:mod:`stream.runtime.accounts`), and dead letters for the inputs that failed validation
+or processing. The partition's progress is noted for the round's progress markers to the account
+topic (:class:`stream.runtime.account_merge.Progress`), sent after the round.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def batch_records(
             if forward is not None:
                 records.append(forward)
                 out.forwarded += 1
-    if progress is not None:
-        records += progress.records(p, result.stream_time)
+    if progress is not None:  # sent after the round, behind every partition's forwards
+        progress.note(p, result.stream_time)
     if result.failed:
         by_input = {(x.item.message.topic, x.offset): x.item.message for x in slots}
         for inp, detail in result.failed:

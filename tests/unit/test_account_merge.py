@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ from stream.runtime.account_merge import (
     Progress,
     open_progress,
     progress_value,
+    progress_values,
 )
 from stream.runtime.merge import Slot
 
@@ -139,15 +141,82 @@ def test_any_arrival_interleaving_gives_event_time_order(
 def test_progress_markers_are_rate_limited_and_sent_when_idle() -> None:
     now = [0.0]
     progress = Progress(TOPIC, 3, interval=0.5, clock=lambda: now[0])
-    first = progress.records(2, 100)
+    progress.note(2, 100)
+    first = progress.flush()
     assert [(r[0], r[1]) for r in first] == [(TOPIC, 0), (TOPIC, 1), (TOPIC, 2)]
-    assert open_progress(first[0][3] or b"") == (2, 100)
-    assert progress.records(2, 150) == []  # within the interval
-    assert progress.records(2, 150, idle=True) != []  # idle: report what is unreported
-    assert progress.records(2, 150, idle=True) == []  # nothing new
+    assert open_progress(first[0][3] or b"") == [(2, 100)]
+    progress.note(2, 150)
+    assert progress.flush() == []  # within the interval
+    progress.note(2, 150, idle=True)
+    assert progress.flush() != []  # idle: report what is unreported at once
+    progress.note(2, 150, idle=True)
+    assert progress.flush() == []  # nothing new
     now[0] = 1.0
-    assert progress.records(2, 150) == [] and len(progress.records(2, 151)) == 3
-    assert open_progress(b'{"src":[]}') is None and open_progress(progress_value(1, 5)) == (1, 5)
+    progress.note(2, 150)
+    assert progress.flush() == []
+    progress.note(2, 151)
+    assert len(progress.flush()) == 3
+    assert open_progress(b'{"src":[]}') is None and open_progress(progress_value(1, 5)) == [(1, 5)]
+
+
+def test_one_marker_per_account_partition_carries_every_lead_partition_that_moved() -> None:
+    """The combined marker: the lead partitions noted in a round go in one record per account
+    partition (12 x 12 records per interval before), each with its latest stream time."""
+    now = [0.0]
+    progress = Progress(TOPIC, 4, interval=0.2, clock=lambda: now[0])
+    for origin, at in [(0, 10), (5, 70), (0, 30), (3, 20), (5, 60)]:
+        progress.note(origin, at)
+    sent = progress.flush()
+    assert [(r[0], r[1], r[2]) for r in sent] == [(TOPIC, q, None) for q in range(4)]
+    assert {r[3] for r in sent} == {progress_values([(0, 30), (3, 20), (5, 70)])}
+    assert open_progress(sent[0][3] or b"") == [(0, 30), (3, 20), (5, 70)]
+    assert progress.sent == 4
+
+
+def test_uncombined_markers_are_the_single_partition_kind_earlier_workers_read() -> None:
+    """combined=False (NURTURE_ACCOUNT_FORWARD_FORMAT=json, a rolling upgrade): one marker per
+    lead partition and account partition, each the value a worker before the combined marker
+    wrote."""
+    progress = Progress(TOPIC, 2, clock=lambda: 0.0, combined=False)
+    progress.note(1, 10)
+    progress.note(4, 40)
+    sent = progress.flush()
+    assert [(r[1], r[3]) for r in sent] == [
+        (0, progress_value(1, 10)),
+        (1, progress_value(1, 10)),
+        (0, progress_value(4, 40)),
+        (1, progress_value(4, 40)),
+    ]
+    assert progress_value(1, 10) == b'{"progress":[1,10]}'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"progress":[]}',
+        b'{"progress":[1]}',
+        b'{"progress":[[1,2],[3]]}',
+        b'{"progress":[[1,"2"]]}',
+        b'{"progress":[1.5,2]}',
+        b'{"progress":{"1":2}}',
+        b'{"progress":[[1,2]',
+    ],
+)
+def test_a_malformed_marker_is_not_progress(value: bytes) -> None:
+    assert open_progress(value) is None
+
+
+def test_a_revoked_lead_partition_is_not_reported_and_is_reported_anew_when_assigned() -> None:
+    progress = Progress(TOPIC, 1, clock=lambda: 0.0)
+    progress.note(1, 10)
+    progress.note(2, 20)
+    progress.forget({1})
+    assert open_progress(progress.flush()[0][3] or b"") == [(2, 20)]
+    progress.note(2, 5, idle=True)  # not later than what was sent: nothing to send
+    assert progress.flush() == []
+    progress.forget({2})
+    progress.note(2, 5, idle=True)  # assigned again: its next owner's time, reported anew
+    assert open_progress(progress.flush()[0][3] or b"") == [(2, 5)]
 
 
 def test_a_seek_back_keeps_one_copy_of_each_message() -> None:

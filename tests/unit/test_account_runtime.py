@@ -405,3 +405,31 @@ def test_assigning_an_account_partition_leaves_the_lead_occupancy_of_that_partit
         "nurture_leads", {"program": "mql_nurture", "state": "awareness"}
     )
     assert got == 3
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param([b'{"progress":[[0,30],[2,50]]}'], id="combined"),
+        pytest.param([b'{"progress":[0,30]}', b'{"progress":[2,50]}'], id="one_per_partition"),
+    ],
+)
+def test_the_account_runner_applies_every_lead_partition_of_a_marker(
+    tmp_path: Path, values: list[bytes]
+) -> None:
+    """A marker of either kind advances the account partition's merge for each lead partition
+    it names, and is no input (acked with its batch)."""
+    from types import SimpleNamespace
+
+    from stream.runtime.account_agent import AccountRunner
+
+    runner: Any = object.__new__(AccountRunner)
+    runner.settings = Settings(data_dir=tmp_path, topic_partitions=3)
+    runner.input_topics = (TOPIC,)
+    runner.merges = {}
+    for offset, value in enumerate(values):
+        message = SimpleNamespace(topic=TOPIC, partition=1, offset=offset, value=value, key=None)
+        assert runner.parse(message) == (None, None)
+    merge = runner.merges[1]
+    assert merge.progress == {0: 30, 2: 50}
+    assert 1 not in merge.progress  # lead partition 1 reported nothing: it still holds
