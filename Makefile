@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ASYNCAPI_CLI := 4.1.1
 ASYNCAPI_STAMP := .cache/npm/.asyncapi-cli-$(ASYNCAPI_CLI)
 
-.PHONY: install sysdeps tools demo report test lint typecheck unit integration bench bench-replay bench-scaleout bench-million chaos chaos-quick kafka clean
+.PHONY: install sysdeps tools demo report test lint typecheck unit integration bench bench-latency bench-replay bench-scaleout bench-million chaos chaos-quick kafka clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -61,6 +61,15 @@ test: install tools lint typecheck
 bench: install
 	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/pytest tests/bench -q -s -m bench -p no:cacheprovider --ignore=tests/bench/test_bench_million.py
+
+# Latency against input rate (on demand, ~1 minute a rate): the paced half of the worker bench
+# after a small backlog, at each rate of NURTURE_BENCH_LATENCY_RATES on one broker (each on fresh
+# topics), then one table. Settings come from the environment, e.g. NURTURE_FETCH_MIN_BYTES=1
+NURTURE_BENCH_LATENCY_RATES ?= 5,300,1000,2458,4300
+bench-latency: install
+	$(BIN)/pip install -q -e '.[test,bench]'
+	NURTURE_BENCH_LATENCY_RATES=$(NURTURE_BENCH_LATENCY_RATES) $(BIN)/pytest \
+		tests/bench/test_bench_worker.py -k test_bench_worker_latency -q -s -m bench -p no:cacheprovider
 
 # The replay benchmark alone: events per CPU-second and --jobs 2 speed-up on 100k leads, then
 # peak RSS of a 1M-lead / ~7M-event replay (the file is generated, ~1.6 GB in the temp dir)

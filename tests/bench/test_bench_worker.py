@@ -44,6 +44,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -476,14 +477,45 @@ def test_bench_worker_against_raw_and_bare_faust(kafka_bootstrap: str, tmp_path:
 
 
 LATENCY_LEADS = int(os.environ.get("NURTURE_BENCH_LATENCY_LEADS", "2000"))
-LATENCY_RATE = float(os.environ.get("NURTURE_BENCH_LATENCY_RATE", "2458"))
+# one or more paced rates (comma-separated), each on topics of its own, one broker for all
+LATENCY_RATES = [
+    float(rate)
+    for rate in os.environ.get(
+        "NURTURE_BENCH_LATENCY_RATES", os.environ.get("NURTURE_BENCH_LATENCY_RATE", "2458")
+    ).split(",")
+]
+CURVE: list[str] = []  # a summary row per rate run, printed after the last
 
 
-def test_bench_worker_latency(kafka_bootstrap: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def latency_curve() -> Iterator[list[str]]:
+    """Collects a row per paced rate; prints them as one table after the module's last test."""
+    yield CURVE
+    if CURVE:
+        print(
+            "\n".join(
+                [
+                    "",
+                    "latency against paced input rate (lead actions to the broker's append; "
+                    "CPU in cores over the paced window):",
+                    f"  {'rate/s':>7}  {'lead p50/p99/max ms':>20}  {'account p50/p99 ms':>19}"
+                    f"  {'inputs/batch':>12}  CPU",
+                    *CURVE,
+                ]
+            )
+        )
+
+
+@pytest.mark.parametrize("rate", LATENCY_RATES, ids=lambda rate: f"{rate:g}/s")
+def test_bench_worker_latency(
+    kafka_bootstrap: str, tmp_path: Path, rate: float, latency_curve: list[str]
+) -> None:
     """Only the paced half of the bench, at a fixed rate (``NURTURE_BENCH_LATENCY_RATE``,
-    default 2,458/s: half the worker's rate on a quiet machine) after a small backlog
-    (``NURTURE_BENCH_LATENCY_LEADS`` leads), with the per-stage breakdown: ~1 minute, for
-    trying a change to the loop."""
+    default 2,458/s: half the worker's rate on a quiet machine; or each of the comma-separated
+    ``NURTURE_BENCH_LATENCY_RATES``, as ``make bench-latency`` runs them) after a small backlog
+    (``NURTURE_BENCH_LATENCY_LEADS`` leads), with the per-stage breakdown: ~1 minute a rate,
+    for trying a change to the loop or a setting (the worker reads ``NURTURE_*`` settings from
+    the environment)."""
     settings = bench_settings(kafka_bootstrap, tmp_path, f"lat-{int(time.time())}")
     start = (int(time.time() * 1000) // DAY_MS - DAYS - 1) * DAY_MS
     records = simulated(settings, LATENCY_LEADS, seed=7, start=start)
@@ -494,21 +526,29 @@ def test_bench_worker_latency(kafka_bootstrap: str, tmp_path: Path) -> None:
         worker.wait_ready(timeout=180)
         wait_handled(worker, total, timeout=600)
         wait_accounts_caught_up(settings)
-        paced = paced_latency(settings, worker, LATENCY_RATE, total)
+        paced = paced_latency(settings, worker, rate, total)
     lat = paced.latencies_ms
     assert lat, "no action was caused by the paced input"
+    acc = paced.account_latencies_ms
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    cpu = paced.profile[1].split("in cores):", 1)[-1].strip()
+    latency_curve.append(
+        f"  {rate:>7,.0f}  {percentile(lat, 50):>6.0f} /{percentile(lat, 99):>6.0f} /"
+        f"{max(lat):>6.0f}  "
+        + (f"{percentile(acc, 50):>8.0f} /{percentile(acc, 99):>8.0f}" if acc else f"{'-':>19}")
+        + f"  {paced.inputs_per_batch:>12.1f}  {cpu}"
+    )
     print(
         "\n".join(
             [
                 "",
                 f"latency bench: {total:,} backlog messages, then {paced.messages:,} at "
-                f"{LATENCY_RATE:,.0f}/s, {settings.topic_partitions} partitions",
+                f"{rate:,.0f}/s, {settings.topic_partitions} partitions",
                 f"uptime: {load}",
                 f"  lead actions ({len(lat):,}): p50 {percentile(lat, 50):.0f} ms, "
                 f"p99 {percentile(lat, 99):.0f} ms, max {max(lat):.0f} ms   (target p99 <= 50 ms); "
                 f"{paced.inputs_per_batch:.1f} inputs per batch",
-                _account_line(paced.account_latencies_ms),
+                _account_line(acc),
                 *latency_lines(tmp_path / "trace.jsonl", paced.since_ms),
                 *latency_lines(tmp_path / "trace.jsonl", paced.since_ms, "AccountRunner"),
                 *paced.profile,
