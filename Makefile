@@ -64,11 +64,13 @@ bench: install
 
 # Latency against input rate (on demand, ~1 minute a rate): the paced half of the worker bench
 # after a small backlog, at each rate of NURTURE_BENCH_LATENCY_RATES on one broker (each on fresh
-# topics), then one table. Settings come from the environment, e.g. NURTURE_FETCH_MIN_BYTES=1
+# topics), then one table; a first, unreported run at 1,000/s warms the broker's JIT up. Settings
+# come from the environment, e.g. NURTURE_FETCH_MIN_BYTES=1
 NURTURE_BENCH_LATENCY_RATES ?= 5,300,1000,2458,4300
 bench-latency: install
 	$(BIN)/pip install -q -e '.[test,bench]'
-	NURTURE_BENCH_LATENCY_RATES=$(NURTURE_BENCH_LATENCY_RATES) $(BIN)/pytest \
+	NURTURE_BENCH_LATENCY_RATES=$(NURTURE_BENCH_LATENCY_RATES) \
+	NURTURE_BENCH_LATENCY_WARMUP_RATE=$${NURTURE_BENCH_LATENCY_WARMUP_RATE:-1000} $(BIN)/pytest \
 		tests/bench/test_bench_worker.py -k test_bench_worker_latency -q -s -m bench -p no:cacheprovider
 
 # The replay benchmark alone: events per CPU-second and --jobs 2 speed-up on 100k leads, then
