@@ -65,7 +65,8 @@ bench: install
 # Latency against input rate (on demand, ~1 minute a rate): the paced half of the worker bench
 # after a small backlog, at each rate of NURTURE_BENCH_LATENCY_RATES on one broker (each on fresh
 # topics), then one table; a first, unreported run at 1,000/s warms the broker's JIT up. Settings
-# come from the environment, e.g. NURTURE_FETCH_MIN_BYTES=1
+# come from the environment, e.g. NURTURE_FETCH_MIN_BYTES=1; NURTURE_KAFKA_DATA_ROOT=/dev/shm puts the
+# broker's log on tmpfs (on a shared VM disk its produce requests stall for up to ~1 s)
 NURTURE_BENCH_LATENCY_RATES ?= 5,300,1000,2458,4300
 bench-latency: install
 	$(BIN)/pip install -q -e '.[test,bench]'

@@ -60,6 +60,18 @@ def cache_root() -> Path:
     return Path(env).expanduser().resolve() if env else REPO_ROOT / ".cache" / "kafka"
 
 
+def data_root() -> Path | None:
+    """Where a broker without a given ``data_dir`` makes its data dir: ``$NURTURE_KAFKA_DATA_ROOT``
+    (e.g. ``/dev/shm``, to keep a benchmark's broker off a disk the worker shares), else the
+    system temp dir (``None``)."""
+    env = os.environ.get("NURTURE_KAFKA_DATA_ROOT", "").strip()
+    if not env:
+        return None
+    root = Path(env).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def ensure_jars(version: str = KAFKA_VERSION, *, pom: Path = POM, quiet: bool = True) -> Path:
     """Return the folder with the broker's jars, resolving them with Maven on first use.
 
@@ -294,7 +306,9 @@ class LocalKafka:
         if self._proc is not None:
             raise RuntimeError("LocalKafka already started")
         libs = ensure_jars(self.version)
-        self.data_dir = self._given_dir or Path(tempfile.mkdtemp(prefix="nurture-kafka-"))
+        self.data_dir = self._given_dir or Path(
+            tempfile.mkdtemp(prefix="nurture-kafka-", dir=data_root())
+        )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._port:
             self.broker_port, self.controller_port = self._port, free_ports(1)[0]
